@@ -1,0 +1,258 @@
+"""Fetch a dataset's file from its official URL or from a mirror: sha256-verified and atomic.
+
+A mirror is a folder (or a `file://` URL) holding a `mirror.json` manifest. A mirror file may
+differ from the official one (another format, its own checksum): the manifest says so, and
+the file is verified just as strictly. The mirror is named by the DL4CV_MIRROR environment
+variable, not by params.yaml, because where bytes come from must not change what they are:
+every file is checked against a declared sha256 either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass
+from http.client import HTTPException
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dl4cv.config import ConfigError, Dataset, Source, build
+from dl4cv.fileio import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+MIRROR_ENV = "DL4CV_MIRROR"
+MANIFEST = "mirror.json"
+DESCRIPTOR = "dataset.json"
+CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A dataset file could not be obtained or failed verification."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying (timeout, reset connection, 5xx, truncated body)."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What the download stage wrote; saved as dataset.json for the preprocess stage."""
+
+    dataset: str
+    file: str
+    sha256: str
+    origin: str  # "official", "mirror" or "bundled"
+    location: str
+    source: dict
+
+    def write(self, directory: Path) -> None:
+        write_json(directory / DESCRIPTOR, asdict(self))
+
+
+def read_descriptor(directory: Path) -> Fetched:
+    path = directory / DESCRIPTOR
+    if not path.exists():
+        raise DownloadError(f"{path}: missing; run the download stage first (dvc repro)")
+    return Fetched(**json.loads(path.read_text()))
+
+
+def sha256sum(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mirror_from_env() -> Path | None:
+    value = os.environ.get(MIRROR_ENV, "").strip()
+    if not value:
+        return None
+    if value.startswith("file://"):
+        value = urllib.request.url2pathname(urllib.parse.urlparse(value).path)
+    elif "://" in value:
+        raise DownloadError(
+            f"{MIRROR_ENV}={value!r}: a mirror must be a local folder or a file:// URL"
+        )
+    path = Path(value).expanduser()
+    if not (path / MANIFEST).is_file():
+        raise DownloadError(f"{MIRROR_ENV}={value!r}: no {MANIFEST} found in {path}")
+    return path
+
+
+def mirror_entry(mirror: Path, dataset: str) -> dict | None:
+    manifest = mirror / MANIFEST
+    try:
+        entries = json.loads(manifest.read_text())
+    except json.JSONDecodeError as exc:
+        raise DownloadError(f"{manifest}: not valid JSON: {exc}") from None
+    entry = entries.get(dataset)
+    if entry is None:
+        return None
+    for key in ("file", "sha256", "format"):
+        if not isinstance(entry.get(key), str):
+            raise DownloadError(f"{manifest}: {dataset}.{key}: expected a string")
+    return entry
+
+
+def fetch(dataset: Dataset, dest: Path, mirror: Path | None = None, **http) -> Fetched:
+    """Obtain `dataset` into `dest`, verified; skip the transfer if a verified copy is there."""
+    dest.mkdir(parents=True, exist_ok=True)
+    entry = mirror_entry(mirror, dataset.name) if mirror else None
+    if entry is not None:
+        source = _mirror_source(dataset.source, entry, mirror / MANIFEST)
+        target = dest / Path(entry["file"]).name
+        location = str(mirror / entry["file"])
+        if not _already_verified(target, source.sha256):
+            _copy_verified(mirror / entry["file"], target, source.sha256)
+        fetched = Fetched(
+            dataset.name, target.name, source.sha256, "mirror", location, asdict(source)
+        )
+    elif dataset.source.format == "sklearn-digits":
+        fetched = _write_bundled_digits(dataset, dest)
+    else:
+        source = dataset.source
+        if not source.url:
+            raise DownloadError(
+                f"dataset {dataset.name!r} has no public download URL (datasets.{dataset.name}"
+                f".source.url is empty); point {MIRROR_ENV} at a folder whose {MANIFEST} "
+                f"lists {dataset.name!r}"
+            )
+        if not source.sha256:
+            raise DownloadError(
+                f"datasets.{dataset.name}.source.sha256 is empty: refusing to trust an "
+                f"unverified download of {source.url}"
+            )
+        if mirror:
+            log.info("mirror %s has no %r entry; using the official source", mirror, dataset.name)
+        target = dest / (source.filename or Path(urllib.parse.urlparse(source.url).path).name)
+        if not _already_verified(target, source.sha256):
+            download(source.url, target, source.sha256, **http)
+        fetched = Fetched(
+            dataset.name, target.name, source.sha256, "official", source.url, asdict(source)
+        )
+    fetched.write(dest)
+    return fetched
+
+
+def _mirror_source(official: Source, entry: dict, manifest: Path) -> Source:
+    """The mirror's file description: its own format and checksum, official layout otherwise."""
+    fields = {k: entry[k] for k in ("format", "sha256", "root", "splits", "classes") if k in entry}
+    merged = {**asdict(official), **fields, "url": None, "filename": None}
+    try:
+        return build(Source, merged, f"{manifest}")
+    except ConfigError as exc:
+        raise DownloadError(str(exc)) from None
+
+
+def _already_verified(path: Path, sha256: str) -> bool:
+    if path.exists() and sha256sum(path) == sha256:
+        log.info("%s: already present and verified, skipping", path)
+        return True
+    return False
+
+
+def _copy_verified(src: Path, target: Path, sha256: str) -> None:
+    if not src.is_file():
+        raise DownloadError(f"mirror file {src} does not exist")
+    with atomic_path(target) as tmp:
+        with (
+            open(src, "rb") as fin,
+            open(tmp, "wb") as fout,
+            _progress(src.stat().st_size, f"copy {src.name}") as bar,
+        ):
+            while chunk := fin.read(CHUNK):
+                fout.write(chunk)
+                bar.update(len(chunk))
+        _verify(tmp, sha256, str(src))
+
+
+def download(
+    url: str,
+    target: Path,
+    sha256: str,
+    *,
+    timeout: float = 30.0,
+    retries: int = 4,
+    backoff: float = 1.0,
+) -> None:
+    """Download `url` to `target`, retrying transient failures with exponential backoff."""
+    with atomic_path(target) as tmp:
+        for attempt in range(retries + 1):
+            try:
+                _download_once(url, tmp, timeout)
+                break
+            except _Transient as exc:
+                if attempt == retries:
+                    raise DownloadError(
+                        f"{url}: giving up after {retries + 1} attempts: {exc}"
+                    ) from None
+                wait = backoff * 2**attempt
+                log.warning("%s: %s; retrying in %.1f s", url, exc, wait)
+                time.sleep(wait)
+        _verify(tmp, sha256, url)
+
+
+def _download_once(url: str, tmp: Path, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "dl4cv"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            received = 0
+            with _progress(expected, Path(urllib.parse.urlparse(url).path).name) as bar:
+                while chunk := response.read(CHUNK):
+                    out.write(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _Transient(f"{type(reason).__name__}: {reason}") from None
+    except HTTPException as exc:  # IncompleteRead and friends: the body was cut short
+        raise _Transient(f"{type(exc).__name__}: {exc}") from None
+    if expected is not None and received != expected:
+        raise _Transient(f"truncated: received {received} of {expected} bytes")
+
+
+def _verify(path: Path, sha256: str, origin: str) -> None:
+    actual = sha256sum(path)
+    if actual != sha256:
+        raise DownloadError(
+            f"{origin}: checksum mismatch (expected sha256 {sha256}, got {actual}); "
+            "the file was discarded"
+        )
+
+
+def _progress(total: int | None, desc: str) -> tqdm:
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, mininterval=1.0, leave=False)
+
+
+def _write_bundled_digits(dataset: Dataset, dest: Path) -> Fetched:
+    """scikit-learn ships the 8x8 digits; store them so later stages read one kind of input."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    target = dest / "digits.npz"
+    with atomic_path(target, suffix=".npz") as tmp:
+        np.savez(tmp, images=digits.images.astype(np.uint8), labels=digits.target)
+    return Fetched(
+        dataset.name,
+        target.name,
+        sha256sum(target),
+        "bundled",
+        "sklearn.datasets.load_digits",
+        asdict(dataset.source),
+    )

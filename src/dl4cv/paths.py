@@ -1,0 +1,39 @@
+"""Where each stage reads and writes: one place, so stages and dvc.yaml agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+MODELS = Path("models")
+REPORTS = Path("reports")
+
+
+def raw_dir(dataset: str) -> Path:
+    return DATA / "raw" / dataset
+
+
+def processed_file(dataset: str) -> Path:
+    return DATA / "processed" / f"{dataset}.npz"
+
+
+def rejects_file(dataset: str) -> Path:
+    return DATA / "processed" / f"{dataset}-rejects.csv"
+
+
+def split_file(dataset: str) -> Path:
+    return DATA / "splits" / f"{dataset}.json"
+
+
+def model_dir(exp_id: str) -> Path:
+    """The finished training: final model, best checkpoint, history, MLflow run id."""
+    return MODELS / exp_id / "model"
+
+
+def resume_dir(exp_id: str) -> Path:
+    """The last completed epoch's full state; kept by DVC (persist) so a killed run resumes."""
+    return MODELS / exp_id / "last"
+
+
+def report_dir(exp_id: str) -> Path:
+    return REPORTS / exp_id

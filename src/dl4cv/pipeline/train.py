@@ -1,0 +1,142 @@
+"""train: fit one experiment, with checkpoints and resume, tracked as an MLflow run."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+
+import joblib
+import numpy as np
+
+from dl4cv import backend, tracking
+from dl4cv.config import Params
+from dl4cv.data.formats import ProcessedDataset
+from dl4cv.data.sources import read_descriptor, sha256sum
+from dl4cv.data.splits import Split
+from dl4cv.fileio import atomic_path, read_json, write_json
+from dl4cv.paths import model_dir, processed_file, raw_dir, rejects_file, resume_dir, split_file
+from dl4cv.training.checkpoints import BEST_FILE, resumable_state
+from dl4cv.training.fit import Arrays, fit_keras, fit_knn
+
+log = logging.getLogger(__name__)
+
+FINAL_KERAS = "model.keras"
+FINAL_KNN = "model.joblib"
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.json"
+
+
+def arrays_for(processed: ProcessedDataset, split: Split) -> Arrays:
+    """Scale pixels to [0, 1]; validate on the val part if the split has one, else on test
+    (as the book does)."""
+    val = split.val or split.test
+
+    def scaled(idx: list[int]) -> np.ndarray:
+        return processed.images[idx].astype(np.float32) / 255.0
+
+    return Arrays(
+        scaled(split.train),
+        processed.labels[split.train],
+        scaled(val),
+        processed.labels[val],
+        processed.classes,
+    )
+
+
+def run(exp_id: str, params: Params) -> dict:
+    """Write models/<experiment>/model/ (final model, best checkpoint, history, run id)."""
+    exp = params.experiment(exp_id)
+    dataset = exp.dataset
+    processed = ProcessedDataset.load(processed_file(dataset))
+    split = Split.from_json(read_json(split_file(dataset)))
+    fetched = read_descriptor(raw_dir(dataset))
+    backend.seed_everything(params.seed)
+
+    out = model_dir(exp_id)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    fingerprint = _fingerprint(exp, params.seed, dataset)
+    state = (
+        resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs) if exp.is_keras else None
+    )
+    rejects = rejects_file(dataset)
+    n_rejects = max(0, len(rejects.read_text().splitlines()) - 1) if rejects.exists() else 0
+
+    with tracking.run(exp_id, run_id=state.run_id if state else None) as active:
+        if state is None or not state.completed:
+            tracking.log_params(
+                tracking.flatten("", dataclasses.asdict(exp))
+                | {
+                    "seed": params.seed,
+                    "profile": params.profile,
+                    "split.train": len(split.train),
+                    "split.val": len(split.val),
+                    "split.test": len(split.test),
+                }
+            )
+        tracking.set_tags(
+            {
+                "dl4cv.experiment": exp_id,
+                "dl4cv.profile": params.profile,
+                "git_commit": tracking.git_commit(),
+                "keras_backend": backend.name(),
+                "dataset": dataset,
+                "dataset.sha256": fetched.sha256,
+                "dataset.origin": fetched.origin,
+            }
+        )
+        tracking.log_metrics({"rejected_images": n_rejects})
+        tracking.log_artifact(rejects, "data")
+        started = time.perf_counter()
+        if state is None:
+            model = fit_knn(exp.model, processed.images[split.train], processed.labels[split.train])
+            with atomic_path(out / FINAL_KNN, suffix=".joblib") as tmp:
+                joblib.dump(model, tmp)
+            history: dict[str, list[float]] = {}
+            train_seconds = time.perf_counter() - started
+        else:
+            state.run_id = active.info.run_id
+            resumed_from = state.completed
+            model = fit_keras(exp, arrays_for(processed, split), state, resume_dir(exp_id))
+            with atomic_path(out / FINAL_KERAS, suffix=".keras") as tmp:
+                model.save(tmp)
+            if (resume_dir(exp_id) / BEST_FILE).exists():
+                shutil.copyfile(resume_dir(exp_id) / BEST_FILE, out / BEST_FILE)
+            history = state.history
+            train_seconds = float(sum(history.get("epoch_seconds", [])))
+            if resumed_from:
+                tracking.set_tags({"resumed_from_epoch": str(resumed_from)})
+        info = {
+            "run_id": active.info.run_id,
+            "experiment": exp_id,
+            "backend": backend.name(),
+            "epochs": len(history.get("loss", [])),
+            "train_seconds": train_seconds,
+            "wall_seconds": time.perf_counter() - started,
+            "fingerprint": fingerprint,
+        }
+        write_json(out / HISTORY_FILE, history)
+        write_json(out / RUN_FILE, info)
+        tracking.log_metrics({"train_seconds": train_seconds})
+        for name in (FINAL_KERAS, FINAL_KNN, BEST_FILE):
+            tracking.log_artifact(out / name, "model")
+    log.info("%s: trained in %.1f s (MLflow run %s)", exp_id, train_seconds, info["run_id"])
+    return info
+
+
+def _fingerprint(exp, seed: int, dataset: str) -> str:
+    """What a saved training state must match to be resumed: params and input data."""
+    payload = json.dumps(
+        {
+            "experiment": dataclasses.asdict(exp),
+            "seed": seed,
+            "processed": sha256sum(processed_file(dataset)),
+            "split": sha256sum(split_file(dataset)),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()

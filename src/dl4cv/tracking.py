@@ -1,0 +1,104 @@
+"""MLflow: the one place that knows run names, params, tags, metrics and artifacts.
+
+Default store: `sqlite:///mlflow.db` in the repository root (where stages run);
+MLFLOW_TRACKING_URI overrides it (a server, PostgreSQL...). One run per experiment each time it
+trains, named by the experiment id; evaluation logs into the same run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import keras
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = "dl4cv"
+ARTIFACTS_DIR = "mlartifacts"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _mlflow():
+    import mlflow  # heavy import, paid only by stages that track
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri())
+    if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
+        location = None
+        if tracking_uri().startswith("sqlite:"):
+            location = (Path.cwd() / ARTIFACTS_DIR).as_uri()
+        mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=location)
+    mlflow.set_experiment(EXPERIMENT_NAME)
+    return mlflow
+
+
+@contextmanager
+def run(exp_id: str, run_id: str | None = None) -> Iterator[Any]:
+    """Start (or reopen, to resume a killed training) the MLflow run of an experiment."""
+    mlflow = _mlflow()
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else exp_id) as active:
+        yield active
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(f"{prefix}.{key}" if prefix else str(key), item))
+        return out
+    return {prefix: value}
+
+
+def log_params(params: dict[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_params({k: ("null" if v is None else v) for k, v in params.items()})
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    import mlflow
+
+    mlflow.set_tags(tags)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_artifact(path: Path, folder: str | None = None) -> None:
+    import mlflow
+
+    if path.exists():
+        mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class MLflowMetrics(keras.callbacks.Callback):
+    """Log every epoch's metrics (and the learning rate) to the active run, step = epoch."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        log_metrics(numeric, step=epoch + 1)

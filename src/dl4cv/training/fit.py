@@ -1,0 +1,88 @@
+"""Fit an experiment's model: k-NN with scikit-learn, the conv nets with Keras 3.
+
+The Keras path resumes from `resume_dir` when an unfinished state for the same params is there,
+and always ends with `epochs` epochs in the history.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from sklearn.neighbors import KNeighborsClassifier
+
+from dl4cv.config import Experiment, ModelSpec
+from dl4cv.nn.conv import LeNet, MiniVGGNet, ShallowNet
+from dl4cv.tracking import MLflowMetrics
+from dl4cv.training.checkpoints import (
+    BEST_FILE,
+    BestCheckpoint,
+    EpochStats,
+    ResumeCheckpoint,
+    TrainingState,
+)
+from dl4cv.training.optimizers import build_optimizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Arrays:
+    """Training inputs as the models take them: float32 pixels in [0, 1], integer labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    classes: list[str]
+
+
+def build_model(spec: ModelSpec, shape: tuple[int, int, int], classes: int) -> keras.Model:
+    height, width, depth = shape
+    if spec.name == "shallownet":
+        return ShallowNet.build(width, height, depth, classes)
+    if spec.name == "lenet":
+        return LeNet.build(width, height, depth, classes)
+    if spec.name == "minivggnet":
+        return MiniVGGNet.build(width, height, depth, classes, batch_norm=spec.batch_norm)
+    raise ValueError(f"model {spec.name!r} is not a Keras network")
+
+
+def fit_knn(spec: ModelSpec, x: np.ndarray, y: np.ndarray) -> KNeighborsClassifier:
+    """The book's k-NN (ch 7) on raw flattened pixel intensities."""
+    model = KNeighborsClassifier(n_neighbors=spec.n_neighbors, metric=spec.metric, n_jobs=-1)
+    return model.fit(x.reshape(len(x), -1), y)
+
+
+def fit_keras(
+    exp: Experiment, data: Arrays, state: TrainingState, resume_dir: Path, verbose: int | str = 2
+) -> keras.Model:
+    """Train to `exp.train.epochs` epochs, continuing from `state` if it has finished epochs."""
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    if state.completed:
+        model = keras.models.load_model(resume_dir / str(state.model_file))
+    else:
+        (resume_dir / BEST_FILE).unlink(missing_ok=True)
+        model = build_model(exp.model, data.x_train.shape[1:], len(data.classes))
+        model.compile(
+            optimizer=build_optimizer(exp.optimizer),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=exp.train.steps_per_execution,
+            jit_compile=exp.train.jit_compile,
+        )
+    best = BestCheckpoint(resume_dir / BEST_FILE, exp.train.monitor, state.best)
+    model.fit(
+        data.x_train,
+        data.y_train,
+        validation_data=(data.x_val, data.y_val),
+        batch_size=exp.train.batch_size,
+        epochs=exp.train.epochs,
+        initial_epoch=state.completed,
+        callbacks=[EpochStats(), best, ResumeCheckpoint(resume_dir, state, best), MLflowMetrics()],
+        verbose=verbose,
+    )
+    return model
