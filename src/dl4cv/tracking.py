@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import keras
-
 log = logging.getLogger(__name__)
 
 EXPERIMENT_NAME = "dl4cv"
@@ -94,11 +92,3 @@ def git_commit() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-class MLflowMetrics(keras.callbacks.Callback):
-    """Log every epoch's metrics (and the learning rate) to the active run, step = epoch."""
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-        log_metrics(numeric, step=epoch + 1)

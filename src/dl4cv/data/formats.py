@@ -39,7 +39,7 @@ class ProcessedDataset:
 
     def save(self, path: Path) -> None:
         with atomic_path(path, suffix=".npz") as tmp:
-            np.savez_compressed(
+            np.savez(
                 tmp,
                 images=self.images,
                 labels=self.labels,

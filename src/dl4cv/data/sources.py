@@ -82,7 +82,7 @@ def mirror_from_env() -> Path | None:
         raise DownloadError(
             f"{MIRROR_ENV}={value!r}: a mirror must be a local folder or a file:// URL"
         )
-    path = Path(value).expanduser()
+    path = Path(value).expanduser().resolve()
     if not (path / MANIFEST).is_file():
         raise DownloadError(f"{MIRROR_ENV}={value!r}: no {MANIFEST} found in {path}")
     return path

@@ -14,7 +14,7 @@ from dl4cv.data.splits import Split
 from dl4cv.fileio import read_json, write_json, write_text
 from dl4cv.paths import model_dir, processed_file, report_dir, split_file
 from dl4cv.pipeline.train import FINAL_KERAS, FINAL_KNN, HISTORY_FILE, RUN_FILE
-from dl4cv.training.checkpoints import BEST_FILE
+from dl4cv.training.state import BEST_FILE
 
 log = logging.getLogger(__name__)
 

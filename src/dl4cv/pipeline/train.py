@@ -10,7 +10,6 @@ import shutil
 import time
 
 import joblib
-import numpy as np
 
 from dl4cv import backend, tracking
 from dl4cv.config import Params
@@ -19,8 +18,9 @@ from dl4cv.data.sources import read_descriptor, sha256sum
 from dl4cv.data.splits import Split
 from dl4cv.fileio import atomic_path, read_json, write_json
 from dl4cv.paths import model_dir, processed_file, raw_dir, rejects_file, resume_dir, split_file
-from dl4cv.training.checkpoints import BEST_FILE, resumable_state
-from dl4cv.training.fit import Arrays, fit_keras, fit_knn
+from dl4cv.training.inputs import arrays_for
+from dl4cv.training.knn import fit_knn
+from dl4cv.training.state import BEST_FILE, resumable_state
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +30,6 @@ RUN_FILE = "run.json"
 HISTORY_FILE = "history.json"
 
 
-def arrays_for(processed: ProcessedDataset, split: Split) -> Arrays:
-    """Scale pixels to [0, 1]; validate on the val part if the split has one, else on test
-    (as the book does)."""
-    val = split.val or split.test
-
-    def scaled(idx: list[int]) -> np.ndarray:
-        return processed.images[idx].astype(np.float32) / 255.0
-
-    return Arrays(
-        scaled(split.train),
-        processed.labels[split.train],
-        scaled(val),
-        processed.labels[val],
-        processed.classes,
-    )
-
-
 def run(exp_id: str, params: Params) -> dict:
     """Write models/<experiment>/model/ (final model, best checkpoint, history, run id)."""
     exp = params.experiment(exp_id)
@@ -54,6 +37,9 @@ def run(exp_id: str, params: Params) -> dict:
     processed = ProcessedDataset.load(processed_file(dataset))
     split = Split.from_json(read_json(split_file(dataset)))
     fetched = read_descriptor(raw_dir(dataset))
+    if exp.is_keras:
+        from dl4cv.training.callbacks import MLflowMetrics  # loads Keras: networks only
+        from dl4cv.training.fit import fit_keras
     backend.seed_everything(params.seed)
 
     out = model_dir(exp_id)
@@ -101,7 +87,9 @@ def run(exp_id: str, params: Params) -> dict:
         else:
             state.run_id = active.info.run_id
             resumed_from = state.completed
-            model = fit_keras(exp, arrays_for(processed, split), state, resume_dir(exp_id))
+            model = fit_keras(
+                exp, arrays_for(processed, split), state, resume_dir(exp_id), [MLflowMetrics()]
+            )
             with atomic_path(out / FINAL_KERAS, suffix=".keras") as tmp:
                 model.save(tmp)
             if (resume_dir(exp_id) / BEST_FILE).exists():

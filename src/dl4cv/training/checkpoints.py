@@ -9,82 +9,16 @@ renamed, and the state names its model file only once that file is complete.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
 
-from dl4cv.fileio import atomic_path, write_json
-from dl4cv.training.optimizers import current_learning_rate
+from dl4cv.fileio import atomic_path
+from dl4cv.training.state import TrainingState
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "state.json"
-BEST_FILE = "best.keras"
-
-
-@dataclass
-class TrainingState:
-    fingerprint: str  # what was trained: a state for other params is never resumed
-    epochs: int
-    completed: int = 0
-    history: dict[str, list[float]] = field(default_factory=dict)
-    run_id: str | None = None
-    best: float | None = None
-    model_file: str | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.completed >= self.epochs
-
-    def save(self, directory: Path) -> None:
-        write_json(directory / STATE_FILE, asdict(self))
-
-    @classmethod
-    def load(cls, directory: Path) -> TrainingState | None:
-        path = directory / STATE_FILE
-        if not path.exists():
-            return None
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as exc:
-            log.warning("%s: unreadable (%s); starting afresh", path, exc)
-            return None
-
-
-def resumable_state(directory: Path, fingerprint: str, epochs: int) -> TrainingState:
-    """The state to continue from: an unfinished one for the same fingerprint, else a new one."""
-    state = TrainingState.load(directory)
-    if state is None:
-        return TrainingState(fingerprint, epochs)
-    if state.fingerprint != fingerprint:
-        log.info("%s: saved state is for other params; starting afresh", directory)
-        return TrainingState(fingerprint, epochs)
-    if state.finished:
-        log.info("%s: saved state is a finished training; starting afresh", directory)
-        return TrainingState(fingerprint, epochs)
-    if state.completed and not (directory / str(state.model_file)).exists():
-        log.warning("%s: state names a missing model file; starting afresh", directory)
-        return TrainingState(fingerprint, epochs)
-    if state.completed:
-        log.info("resuming from epoch %d of %d", state.completed, epochs)
-    return state
-
-
-class EpochStats(keras.callbacks.Callback):
-    """Add the learning rate and the epoch's wall time to the logs other callbacks see."""
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is not None:
-            logs["lr"] = current_learning_rate(self.model.optimizer)
-            logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
 class BestCheckpoint(keras.callbacks.Callback):

@@ -1,4 +1,4 @@
-"""Fit an experiment's model: k-NN with scikit-learn, the conv nets with Keras 3.
+"""Fit an experiment's Keras 3 network.
 
 The Keras path resumes from `resume_dir` when an unfinished state for the same params is there,
 and always ends with `epochs` epochs in the history.
@@ -7,37 +7,20 @@ and always ends with `epochs` epochs in the history.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
-import numpy as np
-from sklearn.neighbors import KNeighborsClassifier
 
 from dl4cv.config import Experiment, ModelSpec
 from dl4cv.nn.conv import LeNet, MiniVGGNet, ShallowNet
-from dl4cv.tracking import MLflowMetrics
-from dl4cv.training.checkpoints import (
-    BEST_FILE,
-    BestCheckpoint,
-    EpochStats,
-    ResumeCheckpoint,
-    TrainingState,
-)
+from dl4cv.training.callbacks import EpochStats
+from dl4cv.training.checkpoints import BestCheckpoint, ResumeCheckpoint
+from dl4cv.training.inputs import Arrays
 from dl4cv.training.optimizers import build_optimizer
+from dl4cv.training.state import BEST_FILE, TrainingState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Arrays:
-    """Training inputs as the models take them: float32 pixels in [0, 1], integer labels."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    classes: list[str]
 
 
 def build_model(spec: ModelSpec, shape: tuple[int, int, int], classes: int) -> keras.Model:
@@ -51,14 +34,13 @@ def build_model(spec: ModelSpec, shape: tuple[int, int, int], classes: int) -> k
     raise ValueError(f"model {spec.name!r} is not a Keras network")
 
 
-def fit_knn(spec: ModelSpec, x: np.ndarray, y: np.ndarray) -> KNeighborsClassifier:
-    """The book's k-NN (ch 7) on raw flattened pixel intensities."""
-    model = KNeighborsClassifier(n_neighbors=spec.n_neighbors, metric=spec.metric, n_jobs=-1)
-    return model.fit(x.reshape(len(x), -1), y)
-
-
 def fit_keras(
-    exp: Experiment, data: Arrays, state: TrainingState, resume_dir: Path, verbose: int | str = 2
+    exp: Experiment,
+    data: Arrays,
+    state: TrainingState,
+    resume_dir: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    verbose: int | str = 2,
 ) -> keras.Model:
     """Train to `exp.train.epochs` epochs, continuing from `state` if it has finished epochs."""
     resume_dir.mkdir(parents=True, exist_ok=True)
@@ -82,7 +64,7 @@ def fit_keras(
         batch_size=exp.train.batch_size,
         epochs=exp.train.epochs,
         initial_epoch=state.completed,
-        callbacks=[EpochStats(), best, ResumeCheckpoint(resume_dir, state, best), MLflowMetrics()],
+        callbacks=[EpochStats(), best, ResumeCheckpoint(resume_dir, state, best), *callbacks],
         verbose=verbose,
     )
     return model

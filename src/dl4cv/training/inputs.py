@@ -1,0 +1,38 @@
+"""Training inputs as the networks take them: float32 pixels in [0, 1], integer labels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dl4cv.data.formats import ProcessedDataset
+from dl4cv.data.splits import Split
+
+
+@dataclass
+class Arrays:
+    """Training inputs as the models take them: float32 pixels in [0, 1], integer labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    classes: list[str]
+
+
+def arrays_for(processed: ProcessedDataset, split: Split) -> Arrays:
+    """Scale pixels to [0, 1]; validate on the val part if the split has one, else on test
+    (as the book does)."""
+    val = split.val or split.test
+
+    def scaled(idx: list[int]) -> np.ndarray:
+        return processed.images[idx].astype(np.float32) / 255.0
+
+    return Arrays(
+        scaled(split.train),
+        processed.labels[split.train],
+        scaled(val),
+        processed.labels[val],
+        processed.classes,
+    )

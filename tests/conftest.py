@@ -1,0 +1,58 @@
+"""Shared fixtures: real images encoded by OpenCV, real archives, an isolated MLflow store."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def encode(image: np.ndarray, ext: str = ".jpg") -> bytes:
+    ok, buf = cv2.imencode(ext, image)
+    assert ok
+    return buf.tobytes()
+
+
+def blob_image(label: int, size: int = 48, seed: int = 0, channels: int = 3) -> np.ndarray:
+    """A noisy image whose class is easy to see: a bright square in a class-specific corner."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 60, (size, size, channels), dtype=np.uint8)
+    half = size // 2
+    y, x = divmod(label % 4, 2)
+    image[y * half : (y + 1) * half, x * half : (x + 1) * half] += 180
+    return image if channels == 3 else image[:, :, 0]
+
+
+def make_image_zip(path: Path, root: str, per_class: int, classes: list[str],
+                   extra: dict[str, bytes] | None = None, size: int = 48) -> Path:
+    """A zip of `root/<class>/<i>.jpg`, plus any `extra` members (corrupt files...)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, name in enumerate(classes):
+            for i in range(per_class):
+                archive.writestr(f"{root}/{name}/{i:04d}.jpg",
+                                 encode(blob_image(label, size, seed=label * 1000 + i)))
+        for member, data in (extra or {}).items():
+            archive.writestr(member, data)
+    return path
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test from an empty folder, as a stage runs from the repository root."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
