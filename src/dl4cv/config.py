@@ -267,6 +267,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             try:
                 return _coerce(member, value, path)
             except ConfigError as exc:
+                if str(exc).startswith(f"{path}."):
+                    raise  # the value has this member's shape: report its inner key path
                 errors.append(str(exc).split(": ", 1)[-1])
         raise ConfigError(f"{path}: {' or '.join(errors)}")
     if tp is type(None):

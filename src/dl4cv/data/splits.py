@@ -90,7 +90,9 @@ def _split(
 def _cap(idx: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     if limit is None or len(idx) <= limit:
         return idx
-    n_classes = len(np.unique(labels[idx]))
-    stratify = labels[idx] if limit >= n_classes else None
+    _, counts = np.unique(labels[idx], return_counts=True)
+    # scikit-learn stratifies only with >= 2 images per class and >= 1 kept and 1 dropped each
+    feasible = min(limit, len(idx) - limit) >= len(counts) and counts.min() >= 2
+    stratify = labels[idx] if feasible else None
     kept, _ = train_test_split(idx, train_size=limit, random_state=seed, stratify=stratify)
     return np.asarray(kept)

@@ -45,6 +45,7 @@ def run(exp_id: str, params: Params) -> dict:
     out = model_dir(exp_id)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    resume_dir(exp_id).mkdir(parents=True, exist_ok=True)  # a declared output, even for k-NN
     fingerprint = _fingerprint(exp, params.seed, dataset)
     state = (
         resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs) if exp.is_keras else None

@@ -57,9 +57,10 @@ class ImageDecoder:
         if size is None:
             return _FULL[self.channels]
         width, height = size
-        target_w, target_h = self.target_size
+        # EXIF orientation may turn the decoded image by 90 degrees: cover the target either way
+        need = max(self.target_size)
         for scale in (8, 4, 2):
-            if -(-width // scale) >= target_w and -(-height // scale) >= target_h:
+            if -(-width // scale) >= need and -(-height // scale) >= need:
                 return _REDUCED[self.channels][scale]
         return _FULL[self.channels]
 

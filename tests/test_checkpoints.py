@@ -1,0 +1,328 @@
+"""Checkpoints and resume: a training killed after epoch k continues from k, optimizer included."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+from conftest import blob_image
+
+from dl4cv.config import Experiment, parse_params
+from dl4cv.training.checkpoints import BestCheckpoint
+from dl4cv.training.fit import fit_keras
+from dl4cv.training.inputs import Arrays
+from dl4cv.training.state import BEST_FILE, STATE_FILE, TrainingState, resumable_state
+
+EPOCHS = 4
+KILLED_AFTER = 2
+BATCH = 4
+N_TRAIN = 16
+STEPS_PER_EPOCH = N_TRAIN // BATCH
+LR0, DECAY = 0.05, 0.05
+FINGERPRINT = "f" * 64
+METRICS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
+
+
+class Killed(Exception):
+    """Stands for the process dying between two epochs."""
+
+
+class KillAfter(keras.callbacks.Callback):
+    """Raise once `epochs` epochs have ended; runs after fit_keras's own callbacks."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 == self.epochs:
+            raise Killed(f"killed after epoch {epoch + 1}")
+
+
+class EpochsRun(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs: list[int] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epochs.append(epoch)
+
+
+def tiny_experiment(epochs: int = EPOCHS, monitor: str = "val_loss") -> Experiment:
+    params = parse_params(
+        {
+            "profile": "book",
+            "seed": 1,
+            "preprocess": {},
+            "datasets": {
+                "toy": {
+                    "source": {"format": "sklearn-digits"},
+                    "image": {"width": 8, "height": 8, "channels": 1},
+                    "split": {"method": "random"},
+                }
+            },
+            "experiments": {
+                "tiny": {
+                    "chapter": 12,
+                    "dataset": "toy",
+                    "model": {"name": "shallownet"},
+                    "optimizer": {"name": "sgd", "learning_rate": LR0, "decay": DECAY},
+                    "train": {"batch_size": BATCH, "epochs": epochs, "monitor": monitor},
+                }
+            },
+        }
+    )
+    return params.experiment("tiny")
+
+
+def tiny_arrays(n_train: int = N_TRAIN, n_val: int = 8) -> Arrays:
+    def part(n: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.arange(n) % 2
+        images = np.stack(
+            [blob_image(int(y), size=8, seed=offset + i, channels=1) for i, y in enumerate(labels)]
+        )
+        return images[..., np.newaxis].astype(np.float32) / 255.0, labels.astype(np.int64)
+
+    x_train, y_train = part(n_train, 0)
+    x_val, y_val = part(n_val, 10_000)
+    return Arrays(x_train, y_train, x_val, y_val, ["a", "b"])
+
+
+def iterations(model: keras.Model) -> int:
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files atomic_path would leave behind (`.<name>.<random><suffix>`)."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Train EPOCHS epochs, killed after KILLED_AFTER, then resumed as `dvc repro` would."""
+    keras.utils.set_random_seed(1)
+    exp, data = tiny_experiment(), tiny_arrays()
+    directory = tmp_path_factory.mktemp("resume") / "last"
+    state = resumable_state(directory, FINGERPRINT, EPOCHS)
+    assert state.completed == 0
+    with pytest.raises(Killed):
+        fit_keras(exp, data, state, directory, [KillAfter(KILLED_AFTER)], verbose=0)
+    snapshot = directory.parent / "killed"
+    shutil.copytree(directory, snapshot)
+
+    state = resumable_state(directory, FINGERPRINT, EPOCHS)
+    ran = EpochsRun()
+    model = fit_keras(exp, data, state, directory, [ran], verbose=0)
+    return SimpleNamespace(
+        exp=exp, data=data, dir=directory, killed=snapshot, state=state, model=model, ran=ran
+    )
+
+
+def test_kill_leaves_a_consistent_state(resumed):
+    saved = json.loads((resumed.killed / STATE_FILE).read_text())
+    assert saved["completed"] == KILLED_AFTER
+    assert saved["epochs"] == EPOCHS
+    assert saved["fingerprint"] == FINGERPRINT
+    assert saved["model_file"] == f"model-{KILLED_AFTER:04d}.keras"
+    assert (resumed.killed / saved["model_file"]).is_file()
+    assert (resumed.killed / BEST_FILE).is_file()
+    # Earlier epochs' models are removed once a later one is complete; no temp files remain.
+    assert sorted(p.name for p in resumed.killed.glob("model-*")) == [saved["model_file"]]
+    assert leftovers(resumed.killed) == []
+    for key in METRICS:
+        assert len(saved["history"][key]) == KILLED_AFTER, key
+    assert saved["best"] == pytest.approx(min(saved["history"]["val_loss"]))
+
+
+def test_resumable_state_returns_the_killed_state(resumed):
+    state = resumable_state(resumed.killed, FINGERPRINT, EPOCHS)
+    saved = json.loads((resumed.killed / STATE_FILE).read_text())
+    assert asdict(state) == saved
+    assert state.completed == KILLED_AFTER
+    assert not state.finished
+
+
+def test_resume_continues_from_the_last_epoch(resumed):
+    assert resumed.ran.epochs == list(range(KILLED_AFTER, EPOCHS))
+    assert resumed.state.completed == EPOCHS
+    assert resumed.state.finished
+    for key in METRICS:
+        assert len(resumed.state.history[key]) == EPOCHS, key
+    saved = json.loads((resumed.dir / STATE_FILE).read_text())
+    assert saved["completed"] == EPOCHS
+    assert saved["history"] == resumed.state.history
+    assert sorted(p.name for p in resumed.dir.glob("model-*")) == [f"model-{EPOCHS:04d}.keras"]
+    assert leftovers(resumed.dir) == []
+    # The first epochs' history is the one saved before the kill, not retrained.
+    killed = json.loads((resumed.killed / STATE_FILE).read_text())
+    for key in ("loss", "val_loss", "lr"):
+        assert resumed.state.history[key][:KILLED_AFTER] == killed["history"][key]
+
+
+def test_resume_restores_the_optimizer_state(resumed):
+    # A restarted optimizer would count only the resumed epochs' steps.
+    assert iterations(resumed.model) == STEPS_PER_EPOCH * EPOCHS
+    lrs = resumed.state.history["lr"]
+    expected = [LR0 / (1 + DECAY * STEPS_PER_EPOCH * (e + 1)) for e in range(EPOCHS)]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+
+
+def test_best_checkpoint_is_the_best_epoch_across_the_resume(resumed):
+    val_loss = resumed.state.history["val_loss"]
+    assert resumed.state.best == pytest.approx(min(val_loss))
+    best = keras.models.load_model(resumed.dir / BEST_FILE)
+    loss = best.evaluate(resumed.data.x_val, resumed.data.y_val, verbose=0, return_dict=True)
+    assert loss["loss"] == pytest.approx(resumed.state.best, rel=1e-4)
+
+
+def test_resume_starts_from_the_saved_best(resumed, tmp_path):
+    """The best value in state.json seeds BestCheckpoint: an unbeatable best keeps the file."""
+    directory = tmp_path / "last"
+    shutil.copytree(resumed.killed, directory)
+    saved = json.loads((directory / STATE_FILE).read_text())
+    saved["best"] = 0.0  # no val_loss can go below 0
+    (directory / STATE_FILE).write_text(json.dumps(saved))
+    before = (directory / BEST_FILE).read_bytes()
+
+    state = resumable_state(directory, FINGERPRINT, EPOCHS)
+    fit_keras(resumed.exp, resumed.data, state, directory, verbose=0)
+    assert state.completed == EPOCHS
+    assert state.best == 0.0
+    assert (directory / BEST_FILE).read_bytes() == before
+
+
+# resumable_state: which saved states are not to be resumed.
+
+
+def write_state(directory: Path, **changes) -> TrainingState:
+    directory.mkdir(parents=True, exist_ok=True)
+    state = TrainingState(FINGERPRINT, EPOCHS, completed=2, history={"loss": [1.0, 0.5]})
+    state.model_file = "model-0002.keras"
+    state.run_id = "abc"
+    for key, value in changes.items():
+        setattr(state, key, value)
+    (directory / "model-0002.keras").write_bytes(b"model")
+    state.save(directory)
+    return state
+
+
+def assert_fresh(state: TrainingState, fingerprint: str = FINGERPRINT) -> None:
+    assert state == TrainingState(fingerprint, EPOCHS)
+    assert state.completed == 0
+    assert state.history == {}
+    assert state.run_id is None
+    assert state.best is None
+
+
+def test_resumable_state_without_a_state(tmp_path):
+    assert_fresh(resumable_state(tmp_path / "nothing", FINGERPRINT, EPOCHS))
+
+
+def test_resumable_state_resumes_a_matching_unfinished_state(tmp_path):
+    written = write_state(tmp_path)
+    state = resumable_state(tmp_path, FINGERPRINT, EPOCHS)
+    assert state == written
+    assert state.run_id == "abc"
+
+
+def test_resumable_state_ignores_other_params(tmp_path):
+    write_state(tmp_path)
+    assert_fresh(resumable_state(tmp_path, "0" * 64, EPOCHS), "0" * 64)
+
+
+def test_resumable_state_ignores_a_finished_training(tmp_path):
+    write_state(tmp_path, completed=EPOCHS)
+    assert_fresh(resumable_state(tmp_path, FINGERPRINT, EPOCHS))
+
+
+def test_resumable_state_ignores_a_missing_model_file(tmp_path):
+    write_state(tmp_path)
+    (tmp_path / "model-0002.keras").unlink()
+    assert_fresh(resumable_state(tmp_path, FINGERPRINT, EPOCHS))
+
+
+@pytest.mark.parametrize(
+    "content",
+    ['{"fingerprint": "ff", "epochs": ', "not json at all", '{"fingerprint": "x", "bogus": 1}'],
+)
+def test_resumable_state_ignores_an_unreadable_state(tmp_path, content, caplog):
+    (tmp_path / STATE_FILE).write_text(content)
+    with caplog.at_level(logging.WARNING, logger="dl4cv.training.state"):
+        assert_fresh(resumable_state(tmp_path, FINGERPRINT, EPOCHS))
+    assert "unreadable" in caplog.text
+
+
+# BestCheckpoint on its own: min for losses, max for accuracies, NaN never improves.
+
+
+@pytest.fixture(scope="module")
+def small_model() -> keras.Model:
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def saves(checkpoint: BestCheckpoint, model: keras.Model, values: list[float]) -> list[bool]:
+    """Which epochs wrote the checkpoint file."""
+    checkpoint.set_model(model)
+    written = []
+    for epoch, value in enumerate(values):
+        checkpoint.on_epoch_end(epoch, {checkpoint.monitor: value, "other": 1.0})
+        written.append(checkpoint.path.exists())
+        if checkpoint.path.exists():
+            keras.models.load_model(checkpoint.path)  # a complete, loadable model
+            checkpoint.path.unlink()
+    return written
+
+
+def test_best_checkpoint_minimizes_losses(tmp_path, small_model):
+    best = BestCheckpoint(tmp_path / BEST_FILE, "val_loss")
+    assert saves(best, small_model, [1.0, 0.8, 0.9, 0.8, 0.5]) == [True, True, False, False, True]
+    assert best.best == 0.5
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("monitor", ["val_accuracy", "accuracy"])
+def test_best_checkpoint_maximizes_accuracies(tmp_path, small_model, monitor):
+    best = BestCheckpoint(tmp_path / BEST_FILE, monitor)
+    assert saves(best, small_model, [0.5, 0.4, 0.7, 0.7, 0.9]) == [True, False, True, False, True]
+    assert best.best == 0.9
+
+
+def test_best_checkpoint_minimizes_training_loss(tmp_path, small_model):
+    best = BestCheckpoint(tmp_path / BEST_FILE, "loss")
+    assert saves(best, small_model, [2.0, 3.0, 1.0]) == [True, False, True]
+
+
+def test_best_checkpoint_keeps_an_initial_best(tmp_path, small_model):
+    best = BestCheckpoint(tmp_path / BEST_FILE, "val_loss", best=0.5)
+    assert saves(best, small_model, [0.6, 0.5, 0.4]) == [False, False, True]
+    assert best.best == 0.4
+
+
+def test_best_checkpoint_ignores_nan(tmp_path, small_model):
+    best = BestCheckpoint(tmp_path / BEST_FILE, "val_loss")
+    assert saves(best, small_model, [math.nan, 1.0, math.nan, 0.9]) == [False, True, False, True]
+    assert best.best == 0.9
+    up = BestCheckpoint(tmp_path / BEST_FILE, "val_accuracy", best=0.5)
+    assert saves(up, small_model, [math.nan]) == [False]
+    assert up.best == 0.5
+
+
+def test_best_checkpoint_warns_once_when_the_monitor_is_missing(tmp_path, small_model, caplog):
+    best = BestCheckpoint(tmp_path / BEST_FILE, "val_loss")
+    best.set_model(small_model)
+    with caplog.at_level(logging.WARNING, logger="dl4cv.training.checkpoints"):
+        for epoch in range(3):
+            best.on_epoch_end(epoch, {"loss": 0.1})
+    assert not best.path.exists()
+    assert best.best is None
+    assert len([r for r in caplog.records if "val_loss" in r.getMessage()]) == 1

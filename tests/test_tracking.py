@@ -1,0 +1,212 @@
+"""MLflow tracking against a real sqlite store: run naming, reopening, params, metrics, files."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from dl4cv import tracking
+from dl4cv.config import ModelSpec, OptimizerSpec, parse_params
+from dl4cv.training.callbacks import EpochStats, MLflowMetrics
+
+
+def migrated_store(factory: pytest.TempPathFactory) -> Path:
+    """An empty sqlite store with MLflow's schema, made once per session: copying it takes
+    milliseconds, migrating a new database takes seconds."""
+    path = factory.getbasetemp() / "mlflow-template.db"
+    if not path.exists():
+        MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(
+    in_tmp: Path, mlflow_store: str, tmp_path_factory: pytest.TempPathFactory
+) -> MlflowClient:
+    """A fresh sqlite store, run from an empty folder (artifacts land in ./mlartifacts)."""
+    shutil.copyfile(migrated_store(tmp_path_factory), mlflow_store.removeprefix("sqlite:///"))
+    return MlflowClient(mlflow_store)
+
+
+def runs_named(client: MlflowClient, name: str) -> list:
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT_NAME)
+    return client.search_runs(
+        [experiment.experiment_id], filter_string=f"attributes.run_name = '{name}'"
+    )
+
+
+def test_run_is_named_by_the_experiment_id(store, in_tmp):
+    with tracking.run("shallownet_animals") as active:
+        run_id = active.info.run_id
+        assert mlflow.active_run().info.run_id == run_id
+    assert mlflow.active_run() is None
+    run = store.get_run(run_id)
+    assert run.info.run_name == "shallownet_animals"
+    assert run.info.status == "FINISHED"
+    experiment = store.get_experiment(run.info.experiment_id)
+    assert experiment.name == "dl4cv"
+    # With sqlite, artifacts live beside the database, in the folder the stage runs from.
+    assert experiment.artifact_location == (in_tmp / "mlartifacts").as_uri()
+    assert [r.info.run_id for r in runs_named(store, "shallownet_animals")] == [run_id]
+
+
+def test_reopening_logs_into_the_same_run(store):
+    with tracking.run("lenet_mnist") as active:
+        run_id = active.info.run_id
+        tracking.log_metrics({"loss": 1.0}, step=1)
+    with tracking.run("lenet_mnist", run_id=run_id) as again:
+        assert again.info.run_id == run_id
+        tracking.log_metrics({"loss": 0.5}, step=2)
+        tracking.log_metrics({"test_accuracy": 0.9})
+    run = store.get_run(run_id)
+    assert run.info.run_name == "lenet_mnist"
+    assert run.data.metrics["test_accuracy"] == 0.9
+    history = store.get_metric_history(run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (2, 0.5)]
+    assert len(runs_named(store, "lenet_mnist")) == 1
+
+
+def test_each_training_is_a_new_run(store):
+    ids = []
+    for _ in range(2):
+        with tracking.run("knn_animals") as active:
+            ids.append(active.info.run_id)
+    assert ids[0] != ids[1]
+    assert sorted(r.info.run_id for r in runs_named(store, "knn_animals")) == sorted(ids)
+
+
+def test_a_failing_stage_marks_its_run_failed(store):
+    with pytest.raises(RuntimeError), tracking.run("minivggnet_cifar10") as active:
+        run_id = active.info.run_id
+        raise RuntimeError("killed")
+    assert store.get_run(run_id).info.status == "FAILED"
+    assert mlflow.active_run() is None
+
+
+def test_flatten_nested_dataclasses():
+    exp = parse_params(
+        {
+            "profile": "book",
+            "seed": 1,
+            "preprocess": {},
+            "datasets": {
+                "d": {
+                    "source": {"format": "sklearn-digits"},
+                    "image": {"width": 8, "height": 8, "channels": 1},
+                    "split": {"method": "random"},
+                }
+            },
+            "experiments": {
+                "e": {
+                    "chapter": 15,
+                    "dataset": "d",
+                    "model": {"name": "minivggnet", "batch_norm": False},
+                    "optimizer": {"learning_rate": 0.01, "decay": 0.00025, "momentum": 0.9},
+                    "train": {"epochs": 3},
+                }
+            },
+        }
+    ).experiment("e")
+    flat = tracking.flatten("", exp)
+    assert flat == tracking.flatten("", dataclasses.asdict(exp))
+    assert flat["id"] == "e"
+    assert flat["chapter"] == 15
+    assert flat["model.name"] == "minivggnet"
+    assert flat["model.batch_norm"] is False
+    assert flat["optimizer.decay"] == 0.00025
+    assert flat["optimizer.momentum"] == 0.9
+    assert flat["train.epochs"] == 3
+    assert flat["evaluate.checkpoint"] == "final"
+    assert all(not isinstance(v, dict) for v in flat.values())
+    n_leaves = sum(
+        len(dataclasses.fields(getattr(exp, f.name)))
+        if dataclasses.is_dataclass(getattr(exp, f.name))
+        else 1
+        for f in dataclasses.fields(exp)
+    )
+    assert len(flat) == n_leaves
+
+
+def test_flatten_with_prefix_and_plain_values():
+    nested = {"model": ModelSpec("knn", n_neighbors=3), "opt": {"sgd": OptimizerSpec()}, "x": None}
+    flat = tracking.flatten("exp", nested)
+    assert flat["exp.model.n_neighbors"] == 3
+    assert flat["exp.opt.sgd.learning_rate"] == 0.01
+    assert flat["exp.x"] is None
+    assert tracking.flatten("k", 5) == {"k": 5}
+    assert tracking.flatten("k", [1, 2]) == {"k": [1, 2]}
+
+
+def test_params_metrics_tags_and_artifacts(store, in_tmp):
+    (in_tmp / "report.txt").write_text("hello")
+    with tracking.run("exp") as active:
+        run_id = active.info.run_id
+        tracking.log_params({"model.name": "shallownet", "subset.max_train": None, "seed": 42})
+        tracking.set_tags({"keras_backend": "tensorflow"})
+        tracking.log_metrics({"n": 3, "acc": np.float32(0.5)})
+        tracking.log_artifact(in_tmp / "report.txt", "report")
+        tracking.log_artifact(in_tmp / "report.txt")
+        tracking.log_artifact(in_tmp / "missing.png", "report")  # absent: skipped, no error
+    run = store.get_run(run_id)
+    assert run.data.params == {"model.name": "shallownet", "subset.max_train": "null", "seed": "42"}
+    assert run.data.tags["keras_backend"] == "tensorflow"
+    assert run.data.metrics == {"n": 3.0, "acc": 0.5}
+    assert [a.path for a in store.list_artifacts(run_id, "report")] == ["report/report.txt"]
+    assert "report.txt" in [a.path for a in store.list_artifacts(run_id)]
+    local = Path(store.download_artifacts(run_id, "report/report.txt", str(in_tmp / "dl")))
+    assert local.read_text() == "hello"
+    assert (in_tmp / "mlartifacts").is_dir()
+
+
+def test_mlflow_metrics_callback_logs_each_epoch(store):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 4), dtype=np.float32)
+    y = (x[:, 0] > 0.5).astype(np.int64)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with tracking.run("cb") as active:
+        history = model.fit(
+            x,
+            y,
+            validation_data=(x, y),
+            batch_size=4,
+            epochs=3,
+            callbacks=[EpochStats(), MLflowMetrics()],
+            verbose=0,
+        ).history
+    run_id = active.info.run_id
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds"):
+        logged = store.get_metric_history(run_id, key)
+        assert [m.step for m in logged] == [1, 2, 3], key
+        assert [m.value for m in logged] == pytest.approx(history[key]), key
+
+
+def test_mlflow_metrics_callback_skips_non_numbers(store):
+    callback = MLflowMetrics()
+    with tracking.run("cb") as active:
+        callback.on_epoch_end(4, {"loss": 0.25, "note": "text", "flag": None})
+    run = store.get_run(active.info.run_id)
+    assert run.data.metrics == {"loss": 0.25}
+    assert [m.step for m in store.get_metric_history(active.info.run_id, "loss")] == [5]
+
+
+def test_tracking_uri_defaults_to_sqlite_in_cwd(in_tmp, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.tracking_uri() == f"sqlite:///{in_tmp / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://db/mlflow")
+    assert tracking.tracking_uri() == "postgresql://db/mlflow"
+
+
+def test_git_commit(in_tmp, monkeypatch):
+    assert tracking.git_commit() == "unknown"  # not a git repository
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    assert re.fullmatch(r"[0-9a-f]{40}", tracking.git_commit())
