@@ -16,6 +16,7 @@ Each --run is an experiment id then optional key=value settings:
   epochs=N       override the book's epoch count (timing runs)
   batch=N        override the batch size
   policy=P       Keras dtype policy: float32 | mixed_bfloat16 [float32]
+  unroll=N       lax.scan unroll factor (scan runner)        [1]
   limit=N        train on a seeded random N of the training images (smoke tests)
 
 Per run it prints one JSON line and appends it to --out: test accuracy and weighted precision
@@ -39,7 +40,10 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+# DL4CV_SRC: run another copy of src/ (e.g. a `git archive HEAD src` snapshot, so that edits in
+# progress in the working tree cannot change a run on the device); default: this tree's src/.
+SRC = Path(os.environ.get("DL4CV_SRC", ROOT / "src")).resolve()
+sys.path.insert(0, str(SRC))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
@@ -108,7 +112,7 @@ def book_params(path: Path) -> Params:
 def parse_run(text: str) -> tuple[str, dict[str, str]]:
     exp_id, *pairs = text.split()
     settings = dict(pair.split("=", 1) for pair in pairs)
-    unknown = set(settings) - {"runner", "spe", "epochs", "batch", "policy", "limit"}
+    unknown = set(settings) - {"runner", "spe", "epochs", "batch", "policy", "limit", "unroll"}
     if unknown:
         raise SystemExit(f"--run {text!r}: unknown settings {sorted(unknown)}")
     return exp_id, settings
@@ -136,11 +140,19 @@ class WallClock:
 
     def per_epoch(self) -> list[float]:
         ends = [self.callback.start, *self.callback.ends]
-        return [b - a for a, b in zip(ends, ends[1:])]
+        return [b - a for a, b in zip(ends, ends[1:], strict=False)]
+
+
+DEADLINE = float("inf")  # time.perf_counter() after which trainings stop at an epoch's end
 
 
 def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, classes) -> dict:
     import keras
+
+    class Deadline(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if time.perf_counter() > DEADLINE:
+                self.model.stop_training = True
 
     from dl4cv import backend, evaluation
     from dl4cv.training.fit import build_model, fit_keras
@@ -171,7 +183,7 @@ def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, c
         clock = WallClock()
         with tempfile.TemporaryDirectory(prefix=f"{exp_id}-") as tmp:
             state = TrainingState("bench", train.epochs)
-            model = fit_keras(exp, data, state, Path(tmp), [clock.callback], verbose=2)
+            model = fit_keras(exp, data, state, Path(tmp), [clock.callback, Deadline()], verbose=2)
         history = state.history
         wall = clock.per_epoch()
     elif runner == "scan":
@@ -201,7 +213,9 @@ def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, c
             train.batch_size,
             train.epochs,
             seed=params.seed,
+            unroll=int(settings.get("unroll", 1)),
             on_epoch_end=show,
+            should_stop=lambda: time.perf_counter() > DEADLINE,
         )
         wall = history["epoch_seconds"]
     else:
@@ -218,8 +232,10 @@ def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, c
         "runner": runner,
         "policy": policy,
         "epochs": len(history.get("loss", [])),
+        "stopped_early": len(history.get("loss", [])) < train.epochs,
         "batch_size": train.batch_size,
         "steps_per_execution": train.steps_per_execution if runner == "keras" else None,
+        "unroll": int(settings.get("unroll", 1)) if runner == "scan" else None,
         "train_images": int(len(data.x_train)),
         "test_images": int(len(y_test)),
         "accuracy": metrics["accuracy"],
@@ -244,6 +260,10 @@ def environment() -> dict:
         "keras": keras.__version__,
         "backend": keras.backend.backend(),
         "python": platform.python_version(),
+        "dl4cv_src": str(SRC),
+        "dl4cv_commit": (SRC.parent / "COMMIT").read_text().strip()
+        if (SRC.parent / "COMMIT").exists()
+        else None,
     }
     if info["backend"] == "jax":
         import jax
@@ -261,7 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     parser.add_argument("--run", action="append", required=True, help="see the module doc")
     parser.add_argument("--out", type=Path, help="append one JSON line per run")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds from start after which trainings stop at the next epoch end and "
+        "remaining runs are skipped (to finish inside a device call's time limit)",
+    )
     args = parser.parse_args(argv)
+    global DEADLINE
+    if args.deadline:
+        DEADLINE = time.perf_counter() + args.deadline
 
     runs = [parse_run(r) for r in args.run]
     params = book_params(args.params)
@@ -288,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     failed = 0
     for exp_id, settings in runs:
+        if time.perf_counter() > DEADLINE:
+            print(f"== {exp_id} {settings}: SKIPPED (deadline)", flush=True)
+            failed += 1
+            continue
         print(f"== {exp_id} {settings}", flush=True)
         try:
             result = run_one(exp_id, settings, params, data, x_test, y_test, processed.classes)

@@ -42,7 +42,7 @@ def _sync(model: keras.Model, state: tuple, optimizer: bool) -> None:
     model.jax_state_sync()
 
 
-def make_train_epoch(model: keras.Model, n: int, batch_size: int) -> Callable:
+def make_train_epoch(model: keras.Model, n: int, batch_size: int, unroll: int = 1) -> Callable:
     steps, rest = divmod(n, batch_size)
 
     def epoch(state, x, y, key):
@@ -53,7 +53,7 @@ def make_train_epoch(model: keras.Model, n: int, batch_size: int) -> Callable:
             _, state = model.train_step(state, (x[idx], y[idx]))
             return state, None
 
-        state, _ = jax.lax.scan(body, state, batches)
+        state, _ = jax.lax.scan(body, state, batches, unroll=unroll)
         if rest:
             idx = perm[steps * batch_size :]
             _, state = model.train_step(state, (x[idx], y[idx]))
@@ -90,7 +90,9 @@ def fit_scan(
     epochs: int,
     seed: int = 42,
     val_batch_size: int = 1000,
+    unroll: int = 1,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, list[float]]:
     """Train a compiled model for `epochs` epochs; returns the Keras-style history (plus
     `epoch_seconds`, wall time of the epoch including validation, and `lr`)."""
@@ -100,7 +102,7 @@ def fit_scan(
     xv, yv = jax.device_put(x_val), jax.device_put(y_val)
     jax.block_until_ready((x, y, xv, yv))
     upload_seconds = time.perf_counter() - started
-    train_epoch = make_train_epoch(model, len(x_train), batch_size)
+    train_epoch = make_train_epoch(model, len(x_train), batch_size, unroll)
     test_epoch = make_test_epoch(model, len(x_val), val_batch_size)
     key = jax.random.PRNGKey(seed)
     history: dict[str, list[float]] = {"upload_seconds": [upload_seconds]}
@@ -123,5 +125,7 @@ def fit_scan(
             history.setdefault(k, []).append(v)
         if on_epoch_end is not None:
             on_epoch_end(epoch, logs)
+        if should_stop is not None and should_stop():
+            break
     model.optimizer.finalize_variable_values(model.trainable_weights)
     return history

@@ -6,7 +6,9 @@ tables, frame, scan header). This keeps that header once and each image's entrop
 so the pack is ~17 MB. Unpacking gives back every JPEG byte for byte (checked here), and the
 GPU side decodes them with the project's own loader (bench/gpu_cifar10.py, PackSource).
 
-    .venv/bin/python bench/pack_cifar10_jpg.py [ZIP] [OUT]   # default OUT: .gpu/data/cifar10-jpg-pack.npz
+    .venv/bin/python bench/pack_cifar10_jpg.py [ZIP] [OUT]
+
+(default OUT: .gpu/data/cifar10-jpg-pack.npz)
 """
 
 from __future__ import annotations

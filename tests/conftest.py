@@ -31,14 +31,22 @@ def blob_image(label: int, size: int = 48, seed: int = 0, channels: int = 3) -> 
     return image if channels == 3 else image[:, :, 0]
 
 
-def make_image_zip(path: Path, root: str, per_class: int, classes: list[str],
-                   extra: dict[str, bytes] | None = None, size: int = 48) -> Path:
+def make_image_zip(
+    path: Path,
+    root: str,
+    per_class: int,
+    classes: list[str],
+    extra: dict[str, bytes] | None = None,
+    size: int = 48,
+) -> Path:
     """A zip of `root/<class>/<i>.jpg`, plus any `extra` members (corrupt files...)."""
     with zipfile.ZipFile(path, "w") as archive:
         for label, name in enumerate(classes):
             for i in range(per_class):
-                archive.writestr(f"{root}/{name}/{i:04d}.jpg",
-                                 encode(blob_image(label, size, seed=label * 1000 + i)))
+                archive.writestr(
+                    f"{root}/{name}/{i:04d}.jpg",
+                    encode(blob_image(label, size, seed=label * 1000 + i)),
+                )
         for member, data in (extra or {}).items():
             archive.writestr(member, data)
     return path

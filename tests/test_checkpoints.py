@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import keras
 import numpy as np
 import pytest
-from conftest import blob_image
 
 from dl4cv.config import Experiment, parse_params
 from dl4cv.training.checkpoints import BestCheckpoint
 from dl4cv.training.fit import fit_keras
 from dl4cv.training.inputs import Arrays
 from dl4cv.training.state import BEST_FILE, STATE_FILE, TrainingState, resumable_state
+from tests.conftest import blob_image
 
 EPOCHS = 4
 KILLED_AFTER = 2
@@ -36,15 +36,20 @@ class Killed(Exception):
 
 
 class KillAfter(keras.callbacks.Callback):
-    """Raise once `epochs` epochs have ended; runs after fit_keras's own callbacks."""
+    """Die during the first batch after `epochs` epochs ended: epoch `epochs` is checkpointed
+    by then whatever the callback order, and the next epoch's partial work is lost."""
 
     def __init__(self, epochs: int) -> None:
         super().__init__()
         self.epochs = epochs
+        self.epoch = 0
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch + 1 == self.epochs:
-            raise Killed(f"killed after epoch {epoch + 1}")
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self.epoch == self.epochs and batch == 1:
+            raise Killed(f"killed in epoch {self.epoch + 1}")
 
 
 class EpochsRun(keras.callbacks.Callback):
@@ -140,6 +145,9 @@ def test_kill_leaves_a_consistent_state(resumed):
     for key in METRICS:
         assert len(saved["history"][key]) == KILLED_AFTER, key
     assert saved["best"] == pytest.approx(min(saved["history"]["val_loss"]))
+    # The saved model carries its optimizer: the steps of the finished epochs, not the lost ones.
+    model = keras.models.load_model(resumed.killed / saved["model_file"])
+    assert iterations(model) == STEPS_PER_EPOCH * KILLED_AFTER
 
 
 def test_resumable_state_returns_the_killed_state(resumed):
@@ -251,10 +259,17 @@ def test_resumable_state_ignores_a_missing_model_file(tmp_path):
 
 @pytest.mark.parametrize(
     "content",
-    ['{"fingerprint": "ff", "epochs": ', "not json at all", '{"fingerprint": "x", "bogus": 1}'],
+    [
+        b'{"fingerprint": "ff", "epochs": ',  # truncated
+        b"",
+        b"not json at all",
+        b'{"fingerprint": "x", "bogus": 1}',  # not a TrainingState
+        b"[1, 2]",
+        b"\xff\xfe\x00\x81 binary garbage",  # not even UTF-8
+    ],
 )
 def test_resumable_state_ignores_an_unreadable_state(tmp_path, content, caplog):
-    (tmp_path / STATE_FILE).write_text(content)
+    (tmp_path / STATE_FILE).write_bytes(content)
     with caplog.at_level(logging.WARNING, logger="dl4cv.training.state"):
         assert_fresh(resumable_state(tmp_path, FINGERPRINT, EPOCHS))
     assert "unreadable" in caplog.text

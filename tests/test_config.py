@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO
 
 from dl4cv.config import (
     ConfigError,
@@ -21,6 +20,7 @@ from dl4cv.config import (
     load_params,
     parse_params,
 )
+from tests.conftest import REPO
 
 
 def repo_raw() -> dict:

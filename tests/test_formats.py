@@ -13,13 +13,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import blob_image, encode, make_image_zip
 from sklearn.datasets import load_digits
 
 from dl4cv.config import Dataset, ImageSpec, Preprocess, Source, SplitSpec
 from dl4cv.data.formats import ProcessedDataset, read_raw, write_rejects
 from dl4cv.data.loaders import Reject
 from dl4cv.data.sources import DownloadError, Fetched, fetch, sha256sum
+from tests.conftest import blob_image, encode, make_image_zip
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]
 OPTIONS = Preprocess(interpolation="area", fast_decode=False, workers=2)

@@ -9,7 +9,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import blob_image, encode
 
 from dl4cv.data.loaders import (
     CHUNK,
@@ -21,6 +20,7 @@ from dl4cv.data.loaders import (
     layout_entries,
 )
 from dl4cv.preprocessing import ImageDecoder, ImageToArrayPreprocessor, SimplePreprocessor
+from tests.conftest import blob_image, encode
 
 SIZE = 16
 

@@ -34,8 +34,16 @@ EXPERIMENTS = {
     "minivggnet_cifar10": 10,
     "minivggnet_cifar10_nobn": 10,
 }
-PROJECT_FILES = ["src", "stages", "params.yaml", "dvc.yaml", ".dvc/config", ".dvc/.gitignore",
-                 ".gitignore", "pyproject.toml"]
+PROJECT_FILES = [
+    "src",
+    "stages",
+    "params.yaml",
+    "dvc.yaml",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    ".gitignore",
+    "pyproject.toml",
+]
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 TIMEOUT = 1200
 
@@ -62,8 +70,10 @@ def build_mirror(root: Path) -> Path:
     with zipfile.ZipFile(animals, "w") as archive:
         for label, name in enumerate(["cats", "dogs", "panda"]):
             for i in range(40):
-                archive.writestr(f"animals/{name}/{name}_{i:03d}.jpg",
-                                 encode(separable(label, 64, seed=100 * label + i)))
+                archive.writestr(
+                    f"animals/{name}/{name}_{i:03d}.jpg",
+                    encode(separable(label, 64, seed=100 * label + i)),
+                )
         archive.writestr("animals/cats/broken.jpg", b"\xff\xd8\xff\xe0 this is not a JPEG")
     cifar = root / "cifar10" / "cifar10-jpg.zip"
     with zipfile.ZipFile(cifar, "w") as archive:
@@ -71,19 +81,33 @@ def build_mirror(root: Path) -> Path:
             for label, name in enumerate(CIFAR):
                 for i in range(count):
                     seed = 10_000 * (split == "test") + 100 * label + i
-                    archive.writestr(f"{split}/{name}/{i:04d}.jpg",
-                                     encode(separable(label, 32, seed)))
+                    archive.writestr(
+                        f"{split}/{name}/{i:04d}.jpg", encode(separable(label, 32, seed))
+                    )
     mnist = root / "mnist" / "mnist.npz"
     labels = np.arange(400) % 10
     images = np.stack([separable(int(c), 28, seed=i, channels=1) for i, c in enumerate(labels)])
-    np.savez(mnist, x_train=images[:300], y_train=labels[:300].astype(np.uint8),
-             x_test=images[300:], y_test=labels[300:].astype(np.uint8))
+    np.savez(
+        mnist,
+        x_train=images[:300],
+        y_train=labels[:300].astype(np.uint8),
+        x_test=images[300:],
+        y_test=labels[300:].astype(np.uint8),
+    )
     manifest = {
-        "animals": {"file": "animals/animals.zip", "sha256": _sha256(animals),
-                    "format": "image-folder-zip", "root": "animals"},
+        "animals": {
+            "file": "animals/animals.zip",
+            "sha256": _sha256(animals),
+            "format": "image-folder-zip",
+            "root": "animals",
+        },
         "mnist": {"file": "mnist/mnist.npz", "sha256": _sha256(mnist), "format": "keras-npz"},
-        "cifar10": {"file": "cifar10/cifar10-jpg.zip", "sha256": _sha256(cifar),
-                    "format": "image-folder-zip", "splits": {"train": "train", "test": "test"}},
+        "cifar10": {
+            "file": "cifar10/cifar10-jpg.zip",
+            "sha256": _sha256(cifar),
+            "format": "image-folder-zip",
+            "splits": {"train": "train", "test": "test"},
+        },
     }
     (root / "mirror.json").write_text(json.dumps(manifest))
     return root
@@ -97,9 +121,10 @@ def _env(mirror: Path) -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=TIMEOUT)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, (
+        f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
     return result
 
 
@@ -115,8 +140,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
         else:
             shutil.copy2(src, dst)
     env = _env(build_mirror(base / "mirror"))
-    for args in (["git", "init", "-q"], ["git", "add", "-A"],
-                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"]):
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"],
+    ):
         _run(args, repo, env)
     result = _run(["dvc", "exp", "run", "-S", "profile=quick"], repo, env)
     (base / "repro.log").write_text(result.stdout + result.stderr)
@@ -207,9 +235,14 @@ def test_killed_training_resumes_with_the_same_epoch_count(repo):
     params["experiments"]["shallownet_animals"]["quick"]["train"]["epochs"] = epochs
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     state_file = root / "models" / "shallownet_animals" / "last" / "state.json"
-    proc = subprocess.Popen(["dvc", "repro", "train@shallownet_animals"], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["dvc", "repro", "train@shallownet_animals"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     killed_at = None
     deadline = time.monotonic() + 300
     try:
@@ -228,11 +261,13 @@ def test_killed_training_resumes_with_the_same_epoch_count(repo):
     assert killed_at is not None and killed_at < epochs, "training was not interrupted"
 
     _run(["dvc", "repro", "train@shallownet_animals"], root, env)
-    history = json.loads((root / "models" / "shallownet_animals" / "model" / "history.json")
-                         .read_text())
+    history = json.loads(
+        (root / "models" / "shallownet_animals" / "model" / "history.json").read_text()
+    )
     assert len(history["loss"]) == epochs
-    run_info = json.loads((root / "models" / "shallownet_animals" / "model" / "run.json")
-                          .read_text())
+    run_info = json.loads(
+        (root / "models" / "shallownet_animals" / "model" / "run.json").read_text()
+    )
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")

@@ -433,6 +433,12 @@ def test_mirror_entry_needs_file_sha256_and_format(tmp_path: Path):
     (tmp_path / "mirror.json").write_text("{not json")
     with pytest.raises(DownloadError, match="not valid JSON"):
         mirror_entry(mirror, "toy")
+    (tmp_path / "mirror.json").write_text(json.dumps([{"file": "toy.npz"}]))
+    with pytest.raises(DownloadError, match="expected a mapping of dataset names"):
+        mirror_entry(mirror, "toy")
+    (tmp_path / "mirror.json").write_text(json.dumps({"toy": "toy.npz"}))
+    with pytest.raises(DownloadError, match="toy: expected a mapping with file, sha256, format"):
+        mirror_entry(mirror, "toy")
 
 
 def test_mirror_env_var_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -74,6 +74,25 @@ def test_reopening_logs_into_the_same_run(store):
     assert len(runs_named(store, "lenet_mnist")) == 1
 
 
+def test_reopening_a_run_the_store_lacks_starts_a_new_one(store, caplog):
+    """A resume state may name a run of another (or a wiped) store, or a deleted run."""
+    with tracking.run("lenet_mnist") as active:
+        deleted = active.info.run_id
+    store.delete_run(deleted)
+    for missing in ("0123456789abcdef0123456789abcdef", deleted):
+        with (
+            caplog.at_level("WARNING", logger="dl4cv.tracking"),
+            tracking.run("lenet_mnist", run_id=missing) as active,
+        ):
+            tracking.log_metrics({"loss": 0.5}, step=1)
+        assert active.info.run_id != missing
+        assert missing in caplog.text
+        run = store.get_run(active.info.run_id)
+        assert run.info.run_name == "lenet_mnist"
+        assert run.data.metrics == {"loss": 0.5}
+    assert len(runs_named(store, "lenet_mnist")) == 2  # the deleted run is not listed
+
+
 def test_each_training_is_a_new_run(store):
     ids = []
     for _ in range(2):

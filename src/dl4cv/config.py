@@ -180,15 +180,10 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     profile = raw.get("profile", "book")
-    raw = {
-        **raw,
-        "datasets": _apply_profile(raw.get("datasets"), profile, "datasets"),
-        "experiments": _apply_profile(raw.get("experiments"), profile, "experiments"),
-    }
-    try:
-        params = _build(Params, raw, "")
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    # Build both profiles, so a typo in a `quick:` block fails under `profile: book` too.
+    for other in {"book", "quick"} - {profile}:
+        _build_profile(raw, other, source)
+    params = _build_profile(raw, profile, source)
     for exp in params.experiments.values():
         if exp.dataset not in params.datasets:
             raise ConfigError(
@@ -196,6 +191,21 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
                 f"declared datasets {sorted(params.datasets)}"
             )
     return params
+
+
+def _build_profile(raw: dict, profile: Any, source: str) -> Params:
+    raw = {
+        **raw,
+        "datasets": _apply_profile(raw.get("datasets"), profile, "datasets"),
+        "experiments": _apply_profile(raw.get("experiments"), profile, "experiments"),
+    }
+    try:
+        return _build(Params, raw, "")
+    except ConfigError as exc:
+        where = (
+            f" (with profile {profile} applied)" if profile != raw.get("profile", "book") else ""
+        )
+        raise ConfigError(f"{source}{where}: {exc}") from None
 
 
 def build(cls: type, data: Any, where: str) -> Any:

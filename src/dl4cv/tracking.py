@@ -42,10 +42,26 @@ def _mlflow():
 
 @contextmanager
 def run(exp_id: str, run_id: str | None = None) -> Iterator[Any]:
-    """Start (or reopen, to resume a killed training) the MLflow run of an experiment."""
+    """Start (or reopen, to resume a killed training) the MLflow run of an experiment.
+
+    A run the store no longer has (a new store, a deleted run) is replaced by a new one."""
     mlflow = _mlflow()
+    if run_id is not None and not _run_exists(mlflow, run_id):
+        log.warning("MLflow run %s is not in %s; starting a new run", run_id, tracking_uri())
+        run_id = None
     with mlflow.start_run(run_id=run_id, run_name=None if run_id else exp_id) as active:
         yield active
+
+
+def _run_exists(mlflow, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.get_run(run_id).info.lifecycle_stage != "deleted"
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -94,9 +94,13 @@ def mirror_entry(mirror: Path, dataset: str) -> dict | None:
         entries = json.loads(manifest.read_text())
     except json.JSONDecodeError as exc:
         raise DownloadError(f"{manifest}: not valid JSON: {exc}") from None
+    if not isinstance(entries, dict):
+        raise DownloadError(f"{manifest}: expected a mapping of dataset names to entries")
     entry = entries.get(dataset)
     if entry is None:
         return None
+    if not isinstance(entry, dict):
+        raise DownloadError(f"{manifest}: {dataset}: expected a mapping with file, sha256, format")
     for key in ("file", "sha256", "format"):
         if not isinstance(entry.get(key), str):
             raise DownloadError(f"{manifest}: {dataset}.{key}: expected a string")

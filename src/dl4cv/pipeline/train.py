@@ -54,7 +54,7 @@ def run(exp_id: str, params: Params) -> dict:
     n_rejects = max(0, len(rejects.read_text().splitlines()) - 1) if rejects.exists() else 0
 
     with tracking.run(exp_id, run_id=state.run_id if state else None) as active:
-        if state is None or not state.completed:
+        if state is None or active.info.run_id != state.run_id:  # not a reopened run
             tracking.log_params(
                 tracking.flatten("", dataclasses.asdict(exp))
                 | {

@@ -42,7 +42,10 @@ def fit_keras(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = 2,
 ) -> keras.Model:
-    """Train to `exp.train.epochs` epochs, continuing from `state` if it has finished epochs."""
+    """Train to `exp.train.epochs` epochs, continuing from `state` if it has finished epochs.
+
+    `callbacks` run after the epoch statistics are added and before the checkpoints.
+    """
     resume_dir.mkdir(parents=True, exist_ok=True)
     if state.completed:
         model = keras.models.load_model(resume_dir / str(state.model_file))
@@ -64,7 +67,9 @@ def fit_keras(
         batch_size=exp.train.batch_size,
         epochs=exp.train.epochs,
         initial_epoch=state.completed,
-        callbacks=[EpochStats(), best, ResumeCheckpoint(resume_dir, state, best), *callbacks],
+        # Extra callbacks (MLflow) see an epoch before it is checkpointed: a kill never leaves
+        # an epoch in the saved state that they missed (at worst they see it twice).
+        callbacks=[EpochStats(), *callbacks, best, ResumeCheckpoint(resume_dir, state, best)],
         verbose=verbose,
     )
     return model

@@ -42,7 +42,7 @@ class TrainingState:
             return None
         try:
             return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # bad JSON or UTF-8, or not a state's keys
             log.warning("%s: unreadable (%s); starting afresh", path, exc)
             return None
 

@@ -1,0 +1,35 @@
+# One command each (see README):
+#   make repro   set up .venv and run the whole pipeline (dvc repro)
+#   make test    set up .venv and run the linter and the test suite
+# Offline machines: DL4CV_MIRROR=/path/to/mirror make repro
+
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup repro quick test lint clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+repro: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" dvc repro
+
+quick: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" dvc exp run -S profile=quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check src stages tests bench
+	$(BIN)/ruff format --check src stages tests bench
+
+test: $(STAMP) lint
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)
