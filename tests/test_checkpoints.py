@@ -138,9 +138,14 @@ def test_kill_leaves_a_consistent_state(resumed):
     assert saved["fingerprint"] == FINGERPRINT
     assert saved["model_file"] == f"model-{KILLED_AFTER:04d}.keras"
     assert (resumed.killed / saved["model_file"]).is_file()
-    assert (resumed.killed / BEST_FILE).is_file()
-    # Earlier epochs' models are removed once a later one is complete; no temp files remain.
-    assert sorted(p.name for p in resumed.killed.glob("model-*")) == [saved["model_file"]]
+    # The state names the best checkpoint it belongs to: the epoch of the lowest val_loss.
+    best_epoch = 1 + saved["history"]["val_loss"].index(min(saved["history"]["val_loss"]))
+    assert saved["best_file"] == f"best-{best_epoch:04d}.keras"
+    assert (resumed.killed / saved["best_file"]).is_file()
+    # Files the state no longer names are removed once it is written; no temp files remain.
+    assert sorted(p.name for p in resumed.killed.glob("*.keras")) == sorted(
+        {saved["model_file"], saved["best_file"]}
+    )
     assert leftovers(resumed.killed) == []
     for key in METRICS:
         assert len(saved["history"][key]) == KILLED_AFTER, key
@@ -168,6 +173,7 @@ def test_resume_continues_from_the_last_epoch(resumed):
     assert saved["completed"] == EPOCHS
     assert saved["history"] == resumed.state.history
     assert sorted(p.name for p in resumed.dir.glob("model-*")) == [f"model-{EPOCHS:04d}.keras"]
+    assert sorted(p.name for p in resumed.dir.glob("best-*")) == [saved["best_file"]]
     assert leftovers(resumed.dir) == []
     # The first epochs' history is the one saved before the kill, not retrained.
     killed = json.loads((resumed.killed / STATE_FILE).read_text())
@@ -186,7 +192,7 @@ def test_resume_restores_the_optimizer_state(resumed):
 def test_best_checkpoint_is_the_best_epoch_across_the_resume(resumed):
     val_loss = resumed.state.history["val_loss"]
     assert resumed.state.best == pytest.approx(min(val_loss))
-    best = keras.models.load_model(resumed.dir / BEST_FILE)
+    best = keras.models.load_model(resumed.dir / resumed.state.best_file)
     loss = best.evaluate(resumed.data.x_val, resumed.data.y_val, verbose=0, return_dict=True)
     assert loss["loss"] == pytest.approx(resumed.state.best, rel=1e-4)
 
@@ -198,13 +204,14 @@ def test_resume_starts_from_the_saved_best(resumed, tmp_path):
     saved = json.loads((directory / STATE_FILE).read_text())
     saved["best"] = 0.0  # no val_loss can go below 0
     (directory / STATE_FILE).write_text(json.dumps(saved))
-    before = (directory / BEST_FILE).read_bytes()
+    before = (directory / saved["best_file"]).read_bytes()
 
     state = resumable_state(directory, FINGERPRINT, EPOCHS)
     fit_keras(resumed.exp, resumed.data, state, directory, verbose=0)
     assert state.completed == EPOCHS
     assert state.best == 0.0
-    assert (directory / BEST_FILE).read_bytes() == before
+    assert state.best_file == saved["best_file"]
+    assert (directory / saved["best_file"]).read_bytes() == before
 
 
 # resumable_state: which saved states are not to be resumed.
@@ -291,10 +298,12 @@ def saves(checkpoint: BestCheckpoint, model: keras.Model, values: list[float]) -
     written = []
     for epoch, value in enumerate(values):
         checkpoint.on_epoch_end(epoch, {checkpoint.monitor: value, "other": 1.0})
-        written.append(checkpoint.path.exists())
-        if checkpoint.path.exists():
-            keras.models.load_model(checkpoint.path)  # a complete, loadable model
-            checkpoint.path.unlink()
+        path = Path(checkpoint.path)
+        written.append(path.exists())
+        if path.exists():
+            assert checkpoint.saved == path
+            keras.models.load_model(path)  # a complete, loadable model
+            path.unlink()
     return written
 
 
@@ -338,6 +347,28 @@ def test_best_checkpoint_warns_once_when_the_monitor_is_missing(tmp_path, small_
     with caplog.at_level(logging.WARNING, logger="dl4cv.training.checkpoints"):
         for epoch in range(3):
             best.on_epoch_end(epoch, {"loss": 0.1})
-    assert not best.path.exists()
+    assert not Path(best.path).exists() and best.saved is None
     assert best.best is None
     assert len([r for r in caplog.records if "val_loss" in r.getMessage()]) == 1
+
+
+def test_best_checkpoint_fills_a_filename_template(tmp_path, small_model):
+    """One file per improvement, named by epoch and monitored value (the book's ch 18)."""
+    best = BestCheckpoint(tmp_path / "weights-{epoch:03d}-{val_loss:.4f}.keras", "val_loss")
+    best.set_model(small_model)
+    for epoch, value in enumerate([0.9, 0.7, 0.8, 0.55]):
+        best.on_epoch_end(epoch, {"val_loss": value})
+    names = sorted(p.name for p in tmp_path.glob("*.keras"))
+    assert names == [
+        "weights-001-0.9000.keras",
+        "weights-002-0.7000.keras",
+        "weights-004-0.5500.keras",
+    ]
+    assert best.saved == tmp_path / "weights-004-0.5500.keras"
+
+
+def test_resumable_state_forgets_a_missing_best_checkpoint(tmp_path):
+    write_state(tmp_path, best=0.3, best_file="best-0001.keras")
+    state = resumable_state(tmp_path, FINGERPRINT, EPOCHS)
+    assert state.completed == 2
+    assert state.best is None and state.best_file is None

@@ -229,3 +229,15 @@ def test_git_commit(in_tmp, monkeypatch):
     assert tracking.git_commit() == "unknown"  # not a git repository
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     assert re.fullmatch(r"[0-9a-f]{40}", tracking.git_commit())
+
+
+def test_runs_of_dvc_temp_experiments_go_to_the_repository_store(tmp_path, monkeypatch):
+    """`dvc exp run --temp/--queue` runs stages in .dvc/tmp/exps/<name>: same store as the repo."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    workspace = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    workspace.mkdir(parents=True)
+    monkeypatch.chdir(workspace)
+    assert tracking.repo_root() == tmp_path
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    assert tracking.repo_root() == tmp_path

@@ -22,8 +22,19 @@ EXPERIMENT_NAME = "dl4cv"
 ARTIFACTS_DIR = "mlartifacts"
 
 
+def repo_root() -> Path:
+    """The repository the stage runs for. `dvc exp run --temp/--queue` runs stages in a copy
+    under `.dvc/tmp/exps/`; their runs still belong in the repository's own store."""
+    cwd = Path.cwd()
+    parts = cwd.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
 def _mlflow():
@@ -34,7 +45,7 @@ def _mlflow():
     if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
         location = None
         if tracking_uri().startswith("sqlite:"):
-            location = (Path.cwd() / ARTIFACTS_DIR).as_uri()
+            location = (repo_root() / ARTIFACTS_DIR).as_uri()
         mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=location)
     mlflow.set_experiment(EXPERIMENT_NAME)
     return mlflow

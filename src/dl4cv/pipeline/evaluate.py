@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import joblib
-import numpy as np
 
 from dl4cv import evaluation, tracking
 from dl4cv.config import Params
@@ -14,6 +13,7 @@ from dl4cv.data.splits import Split
 from dl4cv.fileio import read_json, write_json, write_text
 from dl4cv.paths import model_dir, processed_file, report_dir, split_file
 from dl4cv.pipeline.train import FINAL_KERAS, FINAL_KNN, HISTORY_FILE, RUN_FILE
+from dl4cv.training.inputs import scale_pixels
 from dl4cv.training.state import BEST_FILE
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,7 @@ def run(exp_id: str, params: Params) -> dict:
 
         name = BEST_FILE if exp.evaluate.checkpoint == "best" else FINAL_KERAS
         model = keras.models.load_model(trained / name)
-        probs = model.predict(
-            x_test.astype(np.float32) / 255.0, batch_size=PREDICT_BATCH, verbose=0
-        )
+        probs = model.predict(scale_pixels(x_test), batch_size=PREDICT_BATCH, verbose=0)
         y_pred = probs.argmax(axis=1)
     else:
         model = joblib.load(trained / FINAL_KNN)

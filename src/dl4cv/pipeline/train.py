@@ -8,10 +8,11 @@ import json
 import logging
 import shutil
 import time
+from pathlib import Path
 
 import joblib
 
-from dl4cv import backend, tracking
+from dl4cv import backend, nn, tracking, training
 from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor, sha256sum
@@ -54,7 +55,8 @@ def run(exp_id: str, params: Params) -> dict:
     n_rejects = max(0, len(rejects.read_text().splitlines()) - 1) if rejects.exists() else 0
 
     with tracking.run(exp_id, run_id=state.run_id if state else None) as active:
-        if state is None or active.info.run_id != state.run_id:  # not a reopened run
+        new_run = state is None or active.info.run_id != state.run_id
+        if new_run:
             tracking.log_params(
                 tracking.flatten("", dataclasses.asdict(exp))
                 | {
@@ -76,8 +78,9 @@ def run(exp_id: str, params: Params) -> dict:
                 "dataset.origin": fetched.origin,
             }
         )
-        tracking.log_metrics({"rejected_images": n_rejects})
-        tracking.log_artifact(rejects, "data")
+        if new_run:
+            tracking.log_metrics({"rejected_images": n_rejects})
+            tracking.log_artifact(rejects, "data")
         started = time.perf_counter()
         if state is None:
             model = fit_knn(exp.model, processed.images[split.train], processed.labels[split.train])
@@ -93,8 +96,8 @@ def run(exp_id: str, params: Params) -> dict:
             )
             with atomic_path(out / FINAL_KERAS, suffix=".keras") as tmp:
                 model.save(tmp)
-            if (resume_dir(exp_id) / BEST_FILE).exists():
-                shutil.copyfile(resume_dir(exp_id) / BEST_FILE, out / BEST_FILE)
+            if state.best_file:
+                shutil.copyfile(resume_dir(exp_id) / state.best_file, out / BEST_FILE)
             history = state.history
             train_seconds = float(sum(history.get("epoch_seconds", [])))
             if resumed_from:
@@ -118,14 +121,24 @@ def run(exp_id: str, params: Params) -> dict:
 
 
 def _fingerprint(exp, seed: int, dataset: str) -> str:
-    """What a saved training state must match to be resumed: params and input data."""
+    """What a saved training state must match to be resumed: params, input data, and the code
+    that builds and trains the model (a killed run is not continued by edited code)."""
     payload = json.dumps(
         {
             "experiment": dataclasses.asdict(exp),
             "seed": seed,
+            "code": _code_hash(),
             "processed": sha256sum(processed_file(dataset)),
             "split": sha256sum(split_file(dataset)),
         },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _code_hash() -> str:
+    digest = hashlib.sha256()
+    for package in (nn, training):
+        for path in sorted(Path(package.__file__).parent.rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

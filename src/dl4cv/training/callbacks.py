@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 
 import keras
@@ -26,5 +27,5 @@ class MLflowMetrics(keras.callbacks.Callback):
     """Log every epoch's metrics (and the learning rate) to the active run, step = epoch."""
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, numbers.Real)}
         tracking.log_metrics(numeric, step=epoch + 1)

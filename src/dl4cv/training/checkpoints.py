@@ -22,14 +22,26 @@ log = logging.getLogger(__name__)
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Save the model whenever the monitored value improves (min for losses, max otherwise)."""
+    """Save the model whenever the monitored value improves (min for losses, max otherwise).
 
-    def __init__(self, path: Path, monitor: str = "val_loss", best: float | None = None) -> None:
+    `path` may be a template filled with the epoch number and the epoch's logs, e.g.
+    `weights-{epoch:03d}-{val_loss:.4f}.keras` (one file per improvement, the book's ch 18);
+    a plain path keeps one file, overwritten on each improvement. `saved` is the last file.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        monitor: str = "val_loss",
+        best: float | None = None,
+        saved: Path | None = None,
+    ) -> None:
         super().__init__()
-        self.path = Path(path)
+        self.path = str(path)
         self.monitor = monitor
         self.maximize = "loss" not in monitor
         self.best = best
+        self.saved = saved
         self._warned = False
 
     def improved(self, value: float) -> bool:
@@ -52,12 +64,18 @@ class BestCheckpoint(keras.callbacks.Callback):
             return
         if self.improved(float(value)):
             self.best = float(value)
-            with atomic_path(self.path, suffix=".keras") as tmp:
+            self.saved = Path(self.path.format(epoch=epoch + 1, **(logs or {})))
+            with atomic_path(self.saved, suffix=".keras") as tmp:
                 self.model.save(tmp)
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
-    """After every epoch, save the full model and the training state into `directory`."""
+    """After every epoch, save the full model and the training state into `directory`.
+
+    The state names the model and best-checkpoint files it belongs to, and is written after
+    them: a kill at any moment leaves a state whose files are complete. Files the state no
+    longer names are removed only after it is written.
+    """
 
     def __init__(
         self, directory: Path, state: TrainingState, best: BestCheckpoint | None = None
@@ -70,13 +88,20 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         for key, value in (logs or {}).items():
             self.state.history.setdefault(key, []).append(float(value))
-        previous = self.state.model_file
         self.state.model_file = f"model-{epoch + 1:04d}.keras"
         with atomic_path(self.directory / self.state.model_file, suffix=".keras") as tmp:
             self.model.save(tmp)
         self.state.completed = epoch + 1
         if self.best is not None:
             self.state.best = self.best.best
+            self.state.best_file = self.best.saved.name if self.best.saved else None
         self.state.save(self.directory)
-        if previous and previous != self.state.model_file:
-            (self.directory / previous).unlink(missing_ok=True)
+        remove_stale_files(self.directory, self.state)
+
+
+def remove_stale_files(directory: Path, state: TrainingState) -> None:
+    """Delete checkpoint files of `directory` that `state` does not name."""
+    keep = {state.model_file, state.best_file}
+    for path in directory.glob("*.keras"):
+        if path.name not in keep:
+            path.unlink(missing_ok=True)

@@ -15,10 +15,10 @@ import keras
 from dl4cv.config import Experiment, ModelSpec
 from dl4cv.nn.conv import LeNet, MiniVGGNet, ShallowNet
 from dl4cv.training.callbacks import EpochStats
-from dl4cv.training.checkpoints import BestCheckpoint, ResumeCheckpoint
+from dl4cv.training.checkpoints import BestCheckpoint, ResumeCheckpoint, remove_stale_files
 from dl4cv.training.inputs import Arrays
 from dl4cv.training.optimizers import build_optimizer
-from dl4cv.training.state import BEST_FILE, TrainingState
+from dl4cv.training.state import TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def fit_keras(
     if state.completed:
         model = keras.models.load_model(resume_dir / str(state.model_file))
     else:
-        (resume_dir / BEST_FILE).unlink(missing_ok=True)
+        remove_stale_files(resume_dir, state)  # checkpoints of an earlier, other training
         model = build_model(exp.model, data.x_train.shape[1:], len(data.classes))
         model.compile(
             optimizer=build_optimizer(exp.optimizer),
@@ -59,7 +59,12 @@ def fit_keras(
             steps_per_execution=exp.train.steps_per_execution,
             jit_compile=exp.train.jit_compile,
         )
-    best = BestCheckpoint(resume_dir / BEST_FILE, exp.train.monitor, state.best)
+    best = BestCheckpoint(
+        resume_dir / "best-{epoch:04d}.keras",
+        exp.train.monitor,
+        state.best,
+        resume_dir / state.best_file if state.best_file else None,
+    )
     model.fit(
         data.x_train,
         data.y_train,

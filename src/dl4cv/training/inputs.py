@@ -21,18 +21,20 @@ class Arrays:
     classes: list[str]
 
 
+def scale_pixels(images: np.ndarray) -> np.ndarray:
+    """uint8 pixels to float32 in [0, 1], as every network here is trained and evaluated."""
+    return images.astype(np.float32) / 255.0
+
+
 def arrays_for(processed: ProcessedDataset, split: Split) -> Arrays:
     """Scale pixels to [0, 1]; validate on the val part if the split has one, else on test
     (as the book does)."""
     val = split.val or split.test
 
-    def scaled(idx: list[int]) -> np.ndarray:
-        return processed.images[idx].astype(np.float32) / 255.0
-
     return Arrays(
-        scaled(split.train),
+        scale_pixels(processed.images[split.train]),
         processed.labels[split.train],
-        scaled(val),
+        scale_pixels(processed.images[val]),
         processed.labels[val],
         processed.classes,
     )

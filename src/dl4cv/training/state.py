@@ -15,7 +15,7 @@ from dl4cv.fileio import write_json
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
-BEST_FILE = "best.keras"
+BEST_FILE = "best.keras"  # the best checkpoint's name in models/<exp>/model/
 
 
 @dataclass
@@ -27,6 +27,7 @@ class TrainingState:
     run_id: str | None = None
     best: float | None = None
     model_file: str | None = None
+    best_file: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -61,6 +62,11 @@ def resumable_state(directory: Path, fingerprint: str, epochs: int) -> TrainingS
     if state.completed and not (directory / str(state.model_file)).exists():
         log.warning("%s: state names a missing model file; starting afresh", directory)
         return TrainingState(fingerprint, epochs)
+    if state.best_file and not (directory / state.best_file).exists():
+        log.warning(
+            "%s: best checkpoint %s is missing; tracking the best anew", directory, state.best_file
+        )
+        state.best, state.best_file = None, None
     if state.completed:
         log.info("resuming from epoch %d of %d", state.completed, epochs)
     return state
