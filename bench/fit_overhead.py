@@ -48,10 +48,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
     bare = min(timed([sys.executable, "-c", BARE, args.experiment]) for _ in range(args.repeat))
-    stage = min(timed([sys.executable, "stages/train.py", args.experiment])
-                for _ in range(args.repeat))
-    print(json.dumps({"experiment": args.experiment, "bare_fit_seconds": bare,
-                      "train_stage_seconds": stage, "overhead": stage / bare - 1}, indent=2))
+    stage = min(
+        timed([sys.executable, "stages/train.py", args.experiment]) for _ in range(args.repeat)
+    )
+    print(
+        json.dumps(
+            {
+                "experiment": args.experiment,
+                "bare_fit_seconds": bare,
+                "train_stage_seconds": stage,
+                "overhead": stage / bare - 1,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

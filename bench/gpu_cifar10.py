@@ -247,6 +247,9 @@ def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, c
         "first_epoch_seconds": epoch_s[0] if epoch_s else None,
         "seconds_per_epoch": float(np.mean(epoch_s[1:])) if len(epoch_s) > 1 else None,
         "wall_seconds_per_epoch": float(np.mean(wall[1:])) if len(wall) > 1 else None,
+        "train_seconds_per_epoch": float(np.mean(history["train_seconds"][1:]))
+        if len(history.get("train_seconds", [])) > 1
+        else None,
         "fit_seconds": fit_seconds,
         "history": history,
     }

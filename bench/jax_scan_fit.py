@@ -95,7 +95,8 @@ def fit_scan(
     should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, list[float]]:
     """Train a compiled model for `epochs` epochs; returns the Keras-style history (plus
-    `epoch_seconds`, wall time of the epoch including validation, and `lr`)."""
+    `epoch_seconds`, wall time of the epoch including validation, `train_seconds`, the part
+    before validation, and `lr`)."""
     model._symbolic_build(data_batch=(x_train[:batch_size], y_train[:batch_size]))
     started = time.perf_counter()
     x, y = jax.device_put(x_train), jax.device_put(y_train)
@@ -111,6 +112,8 @@ def fit_scan(
         key, sub = jax.random.split(key)
         model.reset_metrics()
         state = train_epoch(_state(model, optimizer=True, purge=True), x, y, sub)
+        jax.block_until_ready(state)
+        train_seconds = time.perf_counter() - start
         _sync(model, state, optimizer=True)
         logs = {k: float(v) for k, v in model.get_metrics_result().items()}
         model.reset_metrics()
@@ -120,6 +123,7 @@ def fit_scan(
             ref.assign(value)
         logs |= {f"val_{k}": float(v) for k, v in model.get_metrics_result().items()}
         logs["epoch_seconds"] = time.perf_counter() - start
+        logs["train_seconds"] = train_seconds
         logs["lr"] = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         for k, v in logs.items():
             history.setdefault(k, []).append(v)

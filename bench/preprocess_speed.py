@@ -61,18 +61,26 @@ def main() -> None:
         baseline(folder, args.size)  # warm the page cache for a fair baseline
         runs = [baseline(folder, args.size) for _ in range(args.repeat)]
         count, seconds = runs[0][0], min(r[1] for r in runs)
-        results["baseline_sequential"] = {"images": count, "seconds": seconds,
-                                          "images_per_s": count / seconds}
+        results["baseline_sequential"] = {
+            "images": count,
+            "seconds": seconds,
+            "images_per_s": count / seconds,
+        }
     exact = None
     for fast in (False, True):
         for workers in (1, 0):
-            runs = [ours(args.archive, args.root, args.size, fast, workers)
-                    for _ in range(args.repeat)]
+            runs = [
+                ours(args.archive, args.root, args.size, fast, workers) for _ in range(args.repeat)
+            ]
             loaded, seconds = runs[0][0], min(r[1] for r in runs)
             name = f"loader_fast{int(fast)}_workers{workers or 'all'}"
-            entry = {"images": len(loaded.labels), "rejects": len(loaded.rejects),
-                     "seconds": seconds, "images_per_s": len(loaded.labels) / seconds,
-                     "speedup": results["baseline_sequential"]["seconds"] / seconds}
+            entry = {
+                "images": len(loaded.labels),
+                "rejects": len(loaded.rejects),
+                "seconds": seconds,
+                "images_per_s": len(loaded.labels) / seconds,
+                "speedup": results["baseline_sequential"]["seconds"] / seconds,
+            }
             if exact is None:
                 exact = loaded.data
             else:
