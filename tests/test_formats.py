@@ -138,7 +138,8 @@ def test_cifar10_python_archive_is_read_in_bgr(tmp_path: Path):
     assert data.classes == CIFAR_CLASSES
     assert data.origin.count("train") == 10 and data.origin.count("test") == 3
     assert data.origin == ["train"] * 10 + ["test"] * 3
-    assert data.ids[0] == "train/0" and data.ids[-1] == "test/12"
+    assert data.ids[0] == "train/0" and data.ids[9] == "train/9"
+    assert data.ids[10] == "test/0" and data.ids[-1] == "test/2"  # index within its own part
 
 
 def test_cifar10_python_to_gray(tmp_path: Path):

@@ -168,7 +168,11 @@ def _from_arrays(
     if x.shape[-1] != image.channels:
         code = cv2.COLOR_GRAY2BGR if image.channels == 3 else cv2.COLOR_BGR2GRAY
         x = np.stack([ImageToArrayPreprocessor().preprocess(cv2.cvtColor(img, code)) for img in x])
-    ids = [f"{o or 'all'}/{i}" for i, o in enumerate(origin)]
+    counters: dict[str, int] = {}
+    ids = []
+    for part in origin:  # "train/0", "test/0"...: the image's index in its own array
+        ids.append(f"{part or 'all'}/{counters.get(part, 0)}")
+        counters[part] = counters.get(part, 0) + 1
     return ProcessedDataset(
         np.ascontiguousarray(x, dtype=np.uint8), y.astype(np.int64), classes, ids, origin
     )
