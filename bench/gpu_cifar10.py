@@ -8,15 +8,17 @@ bench/README.md), runs anywhere Keras does.
         --run "minivggnet_cifar10 runner=keras spe=1" \
         --run "minivggnet_cifar10 runner=scan" --out results.jsonl
 
-Each --run is an experiment id then optional key=value settings:
-  runner=keras   dl4cv.training.fit.fit_keras (model.fit with the project's callbacks and
-                 per-epoch checkpoints), the pipeline's train stage path  [default]
-  runner=scan    bench/jax_scan_fit.py: same model/optimizer/compile, one jitted lax.scan per epoch
+Each --run is an experiment id then optional key=value settings; every run goes through
+dl4cv.training.fit.fit_keras, the train stage's path (the project's callbacks, BestCheckpoint and
+ResumeCheckpoint writing to a temporary directory):
+  runner=R       train.runner: keras (model.fit) | scan (dl4cv.training.jax_epochs: one jitted
+                 lax.scan per epoch, KERAS_BACKEND=jax)      [keras]
+  policy=P       train.dtype_policy: float32 | mixed_bfloat16 [params.yaml's value]
+  ckpt=S         train.checkpoint_interval_s (0: save the resume state every epoch)
+                                                             [params.yaml's value]
   spe=N          steps_per_execution (keras runner)          [params.yaml's value]
   epochs=N       override the book's epoch count (timing runs)
   batch=N        override the batch size
-  policy=P       Keras dtype policy: float32 | mixed_bfloat16 [float32]
-  unroll=N       lax.scan unroll factor (scan runner)        [1]
   limit=N        train on a seeded random N of the training images (smoke tests)
 
 Per run it prints one JSON line and appends it to --out: test accuracy and weighted precision
@@ -44,7 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 # progress in the working tree cannot change a run on the device); default: this tree's src/.
 SRC = Path(os.environ.get("DL4CV_SRC", ROOT / "src")).resolve()
 sys.path.insert(0, str(SRC))
-sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
@@ -112,7 +113,7 @@ def book_params(path: Path) -> Params:
 def parse_run(text: str) -> tuple[str, dict[str, str]]:
     exp_id, *pairs = text.split()
     settings = dict(pair.split("=", 1) for pair in pairs)
-    unknown = set(settings) - {"runner", "spe", "epochs", "batch", "policy", "limit", "unroll"}
+    unknown = set(settings) - {"runner", "spe", "epochs", "batch", "policy", "limit", "ckpt"}
     if unknown:
         raise SystemExit(f"--run {text!r}: unknown settings {sorted(unknown)}")
     return exp_id, settings
@@ -155,77 +156,43 @@ def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, c
                 self.model.stop_training = True
 
     from dl4cv import backend, evaluation
-    from dl4cv.training.fit import build_model, fit_keras
-    from dl4cv.training.optimizers import build_optimizer
+    from dl4cv.training.fit import fit_keras
     from dl4cv.training.state import TrainingState
 
     exp = params.experiment(exp_id)
     train = exp.train
+    runner = settings.get("runner", "keras")
+    policy = settings.get("policy", train.dtype_policy)
     train = dataclasses.replace(
         train,
         steps_per_execution=int(settings.get("spe", train.steps_per_execution)),
         epochs=int(settings.get("epochs", train.epochs)),
         batch_size=int(settings.get("batch", train.batch_size)),
+        runner=runner,
+        dtype_policy=policy,
+        checkpoint_interval_s=float(settings.get("ckpt", train.checkpoint_interval_s)),
     )
     exp = dataclasses.replace(exp, train=train)
-    runner = settings.get("runner", "keras")
-    policy = settings.get("policy", "float32")
     limit = int(settings["limit"]) if "limit" in settings else None
     if limit:  # a seeded random subset: the loader's order is sorted by class
         keep = np.sort(np.random.default_rng(params.seed).permutation(len(data.y_train))[:limit])
         data = dataclasses.replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
 
-    keras.config.set_dtype_policy(policy)
     backend.seed_everything(params.seed)
     started = time.perf_counter()
-    wall: list[float] = []
-    if runner == "keras":
-        clock = WallClock()
-        with tempfile.TemporaryDirectory(prefix=f"{exp_id}-") as tmp:
-            state = TrainingState("bench", train.epochs)
-            model = fit_keras(exp, data, state, Path(tmp), [clock.callback, Deadline()], verbose=2)
-        history = state.history
-        wall = clock.per_epoch()
-    elif runner == "scan":
-        from jax_scan_fit import fit_scan
-
-        model = build_model(exp.model, data.x_train.shape[1:], len(data.classes))
-        model.compile(
-            optimizer=build_optimizer(exp.optimizer),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-            jit_compile=train.jit_compile,
+    clock = WallClock()
+    with tempfile.TemporaryDirectory(prefix=f"{exp_id}-") as tmp:
+        state = TrainingState("bench", train.epochs)
+        model = fit_keras(
+            exp, data, state, Path(tmp), [clock.callback, Deadline()], verbose=2, seed=params.seed
         )
-
-        def show(epoch, logs):
-            print(
-                f"  epoch {epoch + 1}/{train.epochs} "
-                + " ".join(f"{k} {v:.4f}" for k, v in logs.items()),
-                flush=True,
-            )
-
-        history = fit_scan(
-            model,
-            data.x_train,
-            data.y_train,
-            data.x_val,
-            data.y_val,
-            train.batch_size,
-            train.epochs,
-            seed=params.seed,
-            unroll=int(settings.get("unroll", 1)),
-            on_epoch_end=show,
-            should_stop=lambda: time.perf_counter() > DEADLINE,
-        )
-        wall = history["epoch_seconds"]
-    else:
-        raise SystemExit(f"unknown runner {runner!r}")
+    history = state.history
+    wall = clock.per_epoch()
     fit_seconds = time.perf_counter() - started
 
     probs = model.predict(x_test.astype(np.float32) / 255.0, batch_size=1024, verbose=0)
     y_pred = np.asarray(probs).argmax(axis=1)
     metrics = evaluation.classification_metrics(y_test, y_pred, classes)
-    keras.config.set_dtype_policy("float32")
     epoch_s = history.get("epoch_seconds", [])
     result = {
         "experiment": exp_id,
@@ -235,7 +202,7 @@ def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, c
         "stopped_early": len(history.get("loss", [])) < train.epochs,
         "batch_size": train.batch_size,
         "steps_per_execution": train.steps_per_execution if runner == "keras" else None,
-        "unroll": int(settings.get("unroll", 1)) if runner == "scan" else None,
+        "checkpoint_interval_s": train.checkpoint_interval_s,
         "train_images": int(len(data.x_train)),
         "test_images": int(len(y_test)),
         "accuracy": metrics["accuracy"],
@@ -247,9 +214,6 @@ def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, c
         "first_epoch_seconds": epoch_s[0] if epoch_s else None,
         "seconds_per_epoch": float(np.mean(epoch_s[1:])) if len(epoch_s) > 1 else None,
         "wall_seconds_per_epoch": float(np.mean(wall[1:])) if len(wall) > 1 else None,
-        "train_seconds_per_epoch": float(np.mean(history["train_seconds"][1:]))
-        if len(history.get("train_seconds", [])) > 1
-        else None,
         "fit_seconds": fit_seconds,
         "history": history,
     }

@@ -23,8 +23,12 @@ def main(paths: list[str]) -> None:
             knob = (
                 f"spe {r['steps_per_execution']}"
                 if r["runner"] == "keras"
-                else f"unroll {r.get('unroll') or 1}"
+                else f"unroll {r['unroll']}"
+                if r.get("unroll")  # runs of the former bench/jax_scan_fit.py
+                else "-"
             )
+            if r.get("checkpoint_interval_s"):
+                knob += f", ckpt {r['checkpoint_interval_s']:g} s"
             device = ", ".join(r["env"].get("devices", [])) or r["env"]["backend"]
             print(
                 f"| {r['experiment']} | {r['runner']} | {r['policy']} | {knob} | {r['epochs']} "

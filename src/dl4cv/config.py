@@ -112,13 +112,25 @@ class TrainSpec:
     batch_size: int = 32
     epochs: int = 10
     monitor: Literal["val_loss", "val_accuracy", "loss", "accuracy"] = "val_loss"
-    steps_per_execution: int = 1
-    jit_compile: Literal["auto"] | bool = "auto"
+    steps_per_execution: int = 1  # keras runner only
+    jit_compile: Literal["auto"] | bool = "auto"  # keras runner only (scan always compiles)
+    # keras: model.fit. scan: one jitted lax.scan per epoch, data kept on the device
+    # (dl4cv.training.jax_epochs; needs KERAS_BACKEND=jax, checked when training starts).
+    runner: Literal["keras", "scan"] = "keras"
+    # Keras dtype policy of the model's layers (mixed_bfloat16: bfloat16 compute, float32 weights).
+    dtype_policy: Literal["float32", "mixed_bfloat16"] = "float32"
+    # Save the resume state at most every N seconds (and always after the last epoch); 0: every
+    # epoch. A kill then loses up to N seconds of training.
+    checkpoint_interval_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "steps_per_execution"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
+        if not self.checkpoint_interval_s >= 0:
+            raise ConfigError(
+                f"checkpoint_interval_s: expected a number >= 0, got {self.checkpoint_interval_s}"
+            )
 
 
 @dataclass(frozen=True)

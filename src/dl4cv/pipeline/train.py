@@ -40,7 +40,9 @@ def run(exp_id: str, params: Params) -> dict:
     fetched = read_descriptor(raw_dir(dataset))
     if exp.is_keras:
         from dl4cv.training.callbacks import MLflowMetrics  # loads Keras: networks only
-        from dl4cv.training.fit import fit_keras
+        from dl4cv.training.fit import check_runner, fit_keras
+
+        check_runner(exp)  # before any run is opened: runner scan needs KERAS_BACKEND=jax
     backend.seed_everything(params.seed)
 
     out = model_dir(exp_id)
@@ -92,7 +94,12 @@ def run(exp_id: str, params: Params) -> dict:
             state.run_id = active.info.run_id
             resumed_from = state.completed
             model = fit_keras(
-                exp, arrays_for(processed, split), state, resume_dir(exp_id), [MLflowMetrics()]
+                exp,
+                arrays_for(processed, split),
+                state,
+                resume_dir(exp_id),
+                [MLflowMetrics()],
+                seed=params.seed,
             )
             with atomic_path(out / FINAL_KERAS, suffix=".keras") as tmp:
                 model.save(tmp)

@@ -1,16 +1,19 @@
 """Checkpoints and resume.
 
 `BestCheckpoint` keeps the model with the best monitored value (the book's ch 18).
-`ResumeCheckpoint` saves, after every epoch, the full model (weights and optimizer state) and a
-small `state.json`: a killed training restarted by `dvc repro` continues from the last finished
-epoch and ends with the same number of epochs. Every file is written to a temporary name and
-renamed, and the state names its model file only once that file is complete.
+`ResumeCheckpoint` saves, after every epoch (or at most every `checkpoint_interval_s`), the full
+model (weights and optimizer state) and a small `state.json`: a killed training restarted by
+`dvc repro` continues from the last saved epoch and ends with the same number of epochs. Every
+file is written to a temporary name and renamed, and the state names its model file only once
+that file is complete.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -75,28 +78,59 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     The state names the model and best-checkpoint files it belongs to, and is written after
     them: a kill at any moment leaves a state whose files are complete. Files the state no
     longer names are removed only after it is written.
+
+    With `min_interval_s` > 0 it saves at most once per that many seconds (timed from the start
+    of training and from the last save) and always after the last epoch, or at the end of a
+    training stopped early: a kill loses at most that much training. `clock` is the time
+    source (seconds, monotonic).
     """
 
     def __init__(
-        self, directory: Path, state: TrainingState, best: BestCheckpoint | None = None
+        self,
+        directory: Path,
+        state: TrainingState,
+        best: BestCheckpoint | None = None,
+        min_interval_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.state = state
         self.best = best
+        self.min_interval_s = min_interval_s
+        self.clock = clock
+        self._last_save = clock()
+        self._unsaved: int | None = None  # the last finished epoch not saved yet
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._last_save = self.clock()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         for key, value in (logs or {}).items():
             self.state.history.setdefault(key, []).append(float(value))
-        self.state.model_file = f"model-{epoch + 1:04d}.keras"
-        with atomic_path(self.directory / self.state.model_file, suffix=".keras") as tmp:
+        self._unsaved = epoch
+        last = epoch + 1 >= self.state.epochs
+        if last or self.clock() - self._last_save >= self.min_interval_s:
+            self.save(epoch)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self._unsaved is not None:  # stopped early (stop_training) between two saves
+            self.save(self._unsaved)
+
+    def save(self, epoch: int) -> None:
+        """Save the model as it stands after `epoch` (0-based) and the state naming it."""
+        model_file = f"model-{epoch + 1:04d}.keras"
+        with atomic_path(self.directory / model_file, suffix=".keras") as tmp:
             self.model.save(tmp)
+        self.state.model_file = model_file
         self.state.completed = epoch + 1
         if self.best is not None:
             self.state.best = self.best.best
             self.state.best_file = self.best.saved.name if self.best.saved else None
         self.state.save(self.directory)
         remove_stale_files(self.directory, self.state)
+        self._unsaved = None
+        self._last_save = self.clock()
 
 
 def remove_stale_files(directory: Path, state: TrainingState) -> None:

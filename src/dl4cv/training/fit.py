@@ -1,7 +1,9 @@
 """Fit an experiment's Keras 3 network.
 
-The Keras path resumes from `resume_dir` when an unfinished state for the same params is there,
-and always ends with `epochs` epochs in the history.
+Training resumes from `resume_dir` when an unfinished state for the same params is there, and
+always ends with `epochs` epochs in the history. `train.runner` picks the loop: `keras`
+(`model.fit`, any backend) or `scan` (dl4cv.training.jax_epochs: one jitted epoch, JAX only);
+both run the same callbacks at each epoch's end.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import keras
 
-from dl4cv.config import Experiment, ModelSpec
+from dl4cv import backend
+from dl4cv.config import ConfigError, Experiment, ModelSpec
 from dl4cv.nn.conv import LeNet, MiniVGGNet, ShallowNet
 from dl4cv.training.callbacks import EpochStats
 from dl4cv.training.checkpoints import BestCheckpoint, ResumeCheckpoint, remove_stale_files
@@ -34,6 +37,28 @@ def build_model(spec: ModelSpec, shape: tuple[int, int, int], classes: int) -> k
     raise ValueError(f"model {spec.name!r} is not a Keras network")
 
 
+def build_with_policy(
+    spec: ModelSpec, shape: tuple[int, int, int], classes: int, dtype_policy: str
+) -> keras.Model:
+    """`build_model` under the dtype policy `dtype_policy`; the global policy is restored after,
+    so the layers carry it (and save it) while nothing else built later is affected."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy)
+    try:
+        return build_model(spec, shape, classes)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def check_runner(exp: Experiment) -> None:
+    """The scan runner needs the JAX backend (params.yaml itself is backend-independent)."""
+    if exp.train.runner == "scan" and backend.name() != "jax":
+        raise ConfigError(
+            f"experiments.{exp.id}.train.runner: 'scan' runs on the JAX backend only, but Keras "
+            f"runs on {backend.name()!r}; set KERAS_BACKEND=jax or use runner 'keras'"
+        )
+
+
 def fit_keras(
     exp: Experiment,
     data: Arrays,
@@ -41,17 +66,22 @@ def fit_keras(
     resume_dir: Path,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = 2,
+    seed: int = 0,
 ) -> keras.Model:
     """Train to `exp.train.epochs` epochs, continuing from `state` if it has finished epochs.
 
-    `callbacks` run after the epoch statistics are added and before the checkpoints.
+    `callbacks` run after the epoch statistics are added and before the checkpoints. `seed`
+    draws the scan runner's shuffles (the keras runner shuffles with NumPy's global state).
     """
+    check_runner(exp)
     resume_dir.mkdir(parents=True, exist_ok=True)
     if state.completed:
         model = keras.models.load_model(resume_dir / str(state.model_file))
     else:
         remove_stale_files(resume_dir, state)  # checkpoints of an earlier, other training
-        model = build_model(exp.model, data.x_train.shape[1:], len(data.classes))
+        model = build_with_policy(
+            exp.model, data.x_train.shape[1:], len(data.classes), exp.train.dtype_policy
+        )
         model.compile(
             optimizer=build_optimizer(exp.optimizer),
             loss="sparse_categorical_crossentropy",
@@ -65,6 +95,24 @@ def fit_keras(
         state.best,
         resume_dir / state.best_file if state.best_file else None,
     )
+    resume = ResumeCheckpoint(resume_dir, state, best, exp.train.checkpoint_interval_s)
+    # Extra callbacks (MLflow) see an epoch before it is checkpointed: a kill never leaves an
+    # epoch in the saved state that they missed (at worst they see it twice).
+    every_epoch = [EpochStats(), *callbacks, best, resume]
+    if exp.train.runner == "scan":
+        from dl4cv.training.jax_epochs import fit_scan  # imports JAX: the scan runner only
+
+        fit_scan(
+            model,
+            data,
+            exp.train.batch_size,
+            exp.train.epochs,
+            initial_epoch=state.completed,
+            seed=seed,
+            callbacks=every_epoch,
+            verbose=verbose,
+        )
+        return model
     model.fit(
         data.x_train,
         data.y_train,
@@ -72,9 +120,7 @@ def fit_keras(
         batch_size=exp.train.batch_size,
         epochs=exp.train.epochs,
         initial_epoch=state.completed,
-        # Extra callbacks (MLflow) see an epoch before it is checkpointed: a kill never leaves
-        # an epoch in the saved state that they missed (at worst they see it twice).
-        callbacks=[EpochStats(), *callbacks, best, ResumeCheckpoint(resume_dir, state, best)],
+        callbacks=every_epoch,
         verbose=verbose,
     )
     return model

@@ -1,4 +1,4 @@
-"""Training inputs as the networks take them: float32 pixels in [0, 1], integer labels."""
+"""Training inputs as the networks take them: float32 pixels in [0, 1], int32 labels."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from dl4cv.data.splits import Split
 
 @dataclass
 class Arrays:
-    """Training inputs as the models take them: float32 pixels in [0, 1], integer labels."""
+    """Training inputs as the models take them: float32 pixels in [0, 1], int32 labels (JAX
+    runs in 32 bits and would truncate int64 with a warning)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -33,8 +34,8 @@ def arrays_for(processed: ProcessedDataset, split: Split) -> Arrays:
 
     return Arrays(
         scale_pixels(processed.images[split.train]),
-        processed.labels[split.train],
+        processed.labels[split.train].astype(np.int32),
         scale_pixels(processed.images[val]),
-        processed.labels[val],
+        processed.labels[val].astype(np.int32),
         processed.classes,
     )
