@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import shutil
 from pathlib import Path
 
 import keras
@@ -18,21 +17,9 @@ from dl4cv.config import ModelSpec, OptimizerSpec, parse_params
 from dl4cv.training.callbacks import EpochStats, MLflowMetrics
 
 
-def migrated_store(factory: pytest.TempPathFactory) -> Path:
-    """An empty sqlite store with MLflow's schema, made once per session: copying it takes
-    milliseconds, migrating a new database takes seconds."""
-    path = factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def store(
-    in_tmp: Path, mlflow_store: str, tmp_path_factory: pytest.TempPathFactory
-) -> MlflowClient:
+def store(in_tmp: Path, mlflow_store: str) -> MlflowClient:
     """A fresh sqlite store, run from an empty folder (artifacts land in ./mlartifacts)."""
-    shutil.copyfile(migrated_store(tmp_path_factory), mlflow_store.removeprefix("sqlite:///"))
     return MlflowClient(mlflow_store)
 
 

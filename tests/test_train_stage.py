@@ -21,7 +21,7 @@ from dl4cv.data.splits import make_split
 from dl4cv.fileio import read_json, write_json
 from dl4cv.pipeline import evaluate, train
 from dl4cv.training.state import BEST_FILE, STATE_FILE
-from tests.conftest import blob_image
+from tests.conftest import blob_image, migrated_store
 
 DATASET = "toy"
 CLASSES = ["cats", "dogs", "panda"]
@@ -62,15 +62,6 @@ def make_params(**experiment_changes: dict) -> Params:
     for exp_id, changes in experiment_changes.items():
         raw["experiments"][exp_id].update(changes)
     return parse_params(raw, source="test params")
-
-
-def migrated_store(factory: pytest.TempPathFactory) -> Path:
-    """An empty sqlite store with MLflow's schema, made once per session: copying it takes
-    milliseconds, migrating a new database takes seconds."""
-    path = factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
 
 
 def write_project(root: Path) -> Fetched:
@@ -314,8 +305,7 @@ def killing_metrics_callback(after_epochs: int):
 
 
 @pytest.fixture
-def fresh_project(in_tmp: Path, mlflow_store: str, tmp_path_factory) -> SimpleNamespace:
-    shutil.copyfile(migrated_store(tmp_path_factory), mlflow_store.removeprefix("sqlite:///"))
+def fresh_project(in_tmp: Path, mlflow_store: str) -> SimpleNamespace:
     fetched = write_project(in_tmp)
     return SimpleNamespace(root=in_tmp, client=MlflowClient(mlflow_store), fetched=fetched)
 
