@@ -219,7 +219,7 @@ def test_ints_are_accepted_for_floats_and_stored_as_floats():
         (
             lambda r: set_key(r, "experiments.lenet_mnist.model.name", "resnet"),
             "experiments.lenet_mnist.model.name",
-            "expected one of ['knn', 'shallownet', 'lenet', 'minivggnet'], got 'resnet'",
+            "expected one of ['knn', 'shallownet', 'lenet', 'minivggnet', 'mlp'], got 'resnet'",
         ),
         (
             lambda r: set_key(r, "datasets.mnist.image.channels", 2),

@@ -33,6 +33,10 @@ EXPERIMENTS = {
     "lenet_mnist": 10,
     "minivggnet_cifar10": 10,
     "minivggnet_cifar10_nobn": 10,
+    "mlp_mnist": 10,
+    "mlp_cifar10": 10,
+    "lr_step_decay_f025": 10,
+    "lr_step_decay_f05": 10,
 }
 PROJECT_FILES = [
     "src",
@@ -180,6 +184,19 @@ def test_training_history_matches_quick_epochs(repo):
         assert len(rows) == epochs + 1
 
 
+def test_step_decay_drops_the_learning_rate_between_epochs(repo):
+    root, _ = repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for exp_id in ("lr_step_decay_f025", "lr_step_decay_f05"):
+        spec = params["experiments"][exp_id]
+        lr0, factor = spec["optimizer"]["learning_rate"], spec["optimizer"]["step_factor"]
+        every = spec["quick"]["optimizer"]["step_every"]
+        history = json.loads((root / "models" / exp_id / "model" / "history.json").read_text())
+        expected = [lr0 * factor ** ((1 + e) // every) for e in range(len(history["lr"]))]
+        assert history["lr"] == pytest.approx(expected, rel=1e-6), exp_id
+        assert len(set(history["lr"])) > 1
+
+
 def test_plots_are_real_images(repo):
     root, _ = repo
     for exp_id in EXPERIMENTS:
@@ -206,8 +223,9 @@ def test_mlflow_has_one_run_per_experiment(repo):
     runs = client.search_runs([experiment.experiment_id])
     by_name = {run.info.run_name: run for run in runs}
     assert set(by_name) == set(EXPERIMENTS)
+    params = yaml.safe_load((root / "params.yaml").read_text())
     for exp_id, run in by_name.items():
-        assert run.data.params["dataset"] == exp_id.split("_", 1)[1].replace("_nobn", "")
+        assert run.data.params["dataset"] == params["experiments"][exp_id]["dataset"]
         assert run.data.tags["dl4cv.profile"] == "quick"
         assert run.data.tags["dataset.origin"] == "mirror"
         assert "test_accuracy" in run.data.metrics

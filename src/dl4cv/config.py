@@ -91,8 +91,10 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: Literal["knn", "shallownet", "lenet", "minivggnet"]
-    batch_norm: bool = True
+    name: Literal["knn", "shallownet", "lenet", "minivggnet", "mlp"]
+    batch_norm: bool = True  # minivggnet
+    hidden: tuple[int, ...] = (256, 128)  # mlp: hidden layer sizes
+    activation: Literal["sigmoid", "relu"] = "sigmoid"  # mlp: hidden activation
     n_neighbors: int = 1
     metric: Literal["euclidean", "manhattan"] = "euclidean"
 
@@ -105,6 +107,19 @@ class OptimizerSpec:
     nesterov: bool = False
     # Keras 2 time-based decay: lr_t = lr0 / (1 + decay * t), t in optimizer steps.
     decay: float = 0.0
+    # The book's ch 16 step decay: lr = lr0 * step_factor ** floor((1 + epoch) / step_every).
+    step_factor: float | None = None
+    step_every: int = 5
+
+    def __post_init__(self) -> None:
+        if self.step_factor is not None:
+            if self.decay:
+                raise ConfigError("step_factor: use either decay (per step) or step_factor")
+            if not 0 < self.step_factor <= 1 or self.step_every < 1:
+                raise ConfigError(
+                    "step_factor/step_every: expected 0 < step_factor <= 1 and step_every >= 1, "
+                    f"got {self.step_factor} and {self.step_every}"
+                )
 
 
 @dataclass(frozen=True)
@@ -302,6 +317,11 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if value in allowed and type(value) in {type(a) for a in allowed}:
             return value
         raise ConfigError(f"{path}: expected one of {list(allowed)}, got {_show(value)}")
+    if origin is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {_show(value)}")
+        return tuple(_coerce(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         key_tp, value_tp = typing.get_args(tp)
         if not isinstance(value, dict):

@@ -17,11 +17,13 @@ import keras
 from dl4cv import backend
 from dl4cv.config import ConfigError, Experiment, ModelSpec
 from dl4cv.nn.conv import LeNet, MiniVGGNet, ShallowNet
+from dl4cv.nn.mlp import MLP
 from dl4cv.training.callbacks import EpochStats
 from dl4cv.training.checkpoints import BestCheckpoint, ResumeCheckpoint, remove_stale_files
 from dl4cv.training.inputs import Arrays
 from dl4cv.training.optimizers import build_optimizer
 from dl4cv.training.state import TrainingState
+from dl4cv.training.step_decay import step_decay_callback
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ def build_model(spec: ModelSpec, shape: tuple[int, int, int], classes: int) -> k
         return LeNet.build(width, height, depth, classes)
     if spec.name == "minivggnet":
         return MiniVGGNet.build(width, height, depth, classes, batch_norm=spec.batch_norm)
+    if spec.name == "mlp":
+        return MLP.build(shape, classes, hidden=spec.hidden, activation=spec.activation)
     raise ValueError(f"model {spec.name!r} is not a Keras network")
 
 
@@ -57,6 +61,14 @@ def check_runner(exp: Experiment) -> None:
             f"experiments.{exp.id}.train.runner: 'scan' runs on the JAX backend only, but Keras "
             f"runs on {backend.name()!r}; set KERAS_BACKEND=jax or use runner 'keras'"
         )
+
+
+def _schedules(exp: Experiment) -> list[keras.callbacks.Callback]:
+    """Epoch-level learning-rate schedules, set before each epoch begins."""
+    spec = exp.optimizer
+    if spec.step_factor is None:
+        return []
+    return [step_decay_callback(spec.learning_rate, spec.step_factor, spec.step_every)]
 
 
 def fit_keras(
@@ -98,7 +110,7 @@ def fit_keras(
     resume = ResumeCheckpoint(resume_dir, state, best, exp.train.checkpoint_interval_s)
     # Extra callbacks (MLflow) see an epoch before it is checkpointed: a kill never leaves an
     # epoch in the saved state that they missed (at worst they see it twice).
-    every_epoch = [EpochStats(), *callbacks, best, resume]
+    every_epoch = [*_schedules(exp), EpochStats(), *callbacks, best, resume]
     if exp.train.runner == "scan":
         from dl4cv.training.jax_epochs import fit_scan  # imports JAX: the scan runner only
 
