@@ -53,6 +53,23 @@ def make_image_zip(
     return path
 
 
+def toy_params(experiments: dict, dataset: str = "toy") -> dict:
+    """Raw params with one tiny bundled dataset (8x8 digits) and the given experiments."""
+    return {
+        "profile": "book",
+        "seed": 1,
+        "preprocess": {},
+        "datasets": {
+            dataset: {
+                "source": {"format": "sklearn-digits"},
+                "image": {"width": 8, "height": 8, "channels": 1},
+                "split": {"method": "random"},
+            }
+        },
+        "experiments": experiments,
+    }
+
+
 @pytest.fixture
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test from an empty folder, as a stage runs from the repository root."""

@@ -19,7 +19,7 @@ from dl4cv.training.checkpoints import BestCheckpoint
 from dl4cv.training.fit import fit_keras
 from dl4cv.training.inputs import Arrays
 from dl4cv.training.state import BEST_FILE, STATE_FILE, TrainingState, resumable_state
-from tests.conftest import blob_image
+from tests.conftest import blob_image, toy_params
 
 EPOCHS = 4
 KILLED_AFTER = 2
@@ -63,18 +63,8 @@ class EpochsRun(keras.callbacks.Callback):
 
 def tiny_experiment(epochs: int = EPOCHS, monitor: str = "val_loss") -> Experiment:
     params = parse_params(
-        {
-            "profile": "book",
-            "seed": 1,
-            "preprocess": {},
-            "datasets": {
-                "toy": {
-                    "source": {"format": "sklearn-digits"},
-                    "image": {"width": 8, "height": 8, "channels": 1},
-                    "split": {"method": "random"},
-                }
-            },
-            "experiments": {
+        toy_params(
+            {
                 "tiny": {
                     "chapter": 12,
                     "dataset": "toy",
@@ -82,8 +72,8 @@ def tiny_experiment(epochs: int = EPOCHS, monitor: str = "val_loss") -> Experime
                     "optimizer": {"name": "sgd", "learning_rate": LR0, "decay": DECAY},
                     "train": {"batch_size": BATCH, "epochs": epochs, "monitor": monitor},
                 }
-            },
-        }
+            }
+        )
     )
     return params.experiment("tiny")
 

@@ -9,6 +9,7 @@ import pytest
 from dl4cv.config import ConfigError, ModelSpec, OptimizerSpec, parse_params
 from dl4cv.training.fit import build_model, fit_keras
 from dl4cv.training.state import TrainingState
+from tests.conftest import toy_params
 from tests.test_checkpoints import tiny_arrays, tiny_experiment
 
 
@@ -32,26 +33,10 @@ def test_mlp_experiment_builds_the_declared_layers():
 
 
 def _params(optimizer: dict, model: dict | None = None) -> dict:
-    return {
-        "profile": "book",
-        "seed": 1,
-        "preprocess": {},
-        "datasets": {
-            "toy": {
-                "source": {"format": "sklearn-digits"},
-                "image": {"width": 8, "height": 8, "channels": 1},
-                "split": {"method": "random"},
-            }
-        },
-        "experiments": {
-            "e": {
-                "chapter": 10,
-                "dataset": "toy",
-                "model": model or {"name": "mlp", "hidden": [64, 32]},
-                "optimizer": optimizer,
-            }
-        },
-    }
+    model = model or {"name": "mlp", "hidden": [64, 32]}
+    return toy_params(
+        {"e": {"chapter": 10, "dataset": "toy", "model": model, "optimizer": optimizer}}
+    )
 
 
 def test_mlp_hidden_sizes_parse_as_a_tuple_and_are_checked():

@@ -15,6 +15,7 @@ from mlflow import MlflowClient
 from dl4cv import tracking
 from dl4cv.config import ModelSpec, OptimizerSpec, parse_params
 from dl4cv.training.callbacks import EpochStats, MLflowMetrics
+from tests.conftest import toy_params
 
 
 @pytest.fixture
@@ -99,18 +100,8 @@ def test_a_failing_stage_marks_its_run_failed(store):
 
 def test_flatten_nested_dataclasses():
     exp = parse_params(
-        {
-            "profile": "book",
-            "seed": 1,
-            "preprocess": {},
-            "datasets": {
-                "d": {
-                    "source": {"format": "sklearn-digits"},
-                    "image": {"width": 8, "height": 8, "channels": 1},
-                    "split": {"method": "random"},
-                }
-            },
-            "experiments": {
+        toy_params(
+            {
                 "e": {
                     "chapter": 15,
                     "dataset": "d",
@@ -119,7 +110,8 @@ def test_flatten_nested_dataclasses():
                     "train": {"epochs": 3},
                 }
             },
-        }
+            dataset="d",
+        )
     ).experiment("e")
     flat = tracking.flatten("", exp)
     assert flat == tracking.flatten("", dataclasses.asdict(exp))
