@@ -158,14 +158,18 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 def test_every_experiment_reports_sane_metrics(repo):
     root, _ = repo
     for exp_id, n_classes in EXPERIMENTS.items():
-        metrics = json.loads((root / "reports" / exp_id / "metrics.json").read_text())
+        metrics = json.loads(
+            (root / "reports" / "experiments" / exp_id / "metrics.json").read_text()
+        )
         assert metrics["profile"] == "quick"
         assert 0.0 <= metrics["accuracy"] <= 1.0
         assert len(metrics["per_class"]) == n_classes
         assert metrics["support"] == sum(c["support"] for c in metrics["per_class"].values())
     # Separable data: the models that see enough epochs must beat chance clearly.
     for exp_id in ("knn_animals", "lenet_mnist", "shallownet_animals"):
-        metrics = json.loads((root / "reports" / exp_id / "metrics.json").read_text())
+        metrics = json.loads(
+            (root / "reports" / "experiments" / exp_id / "metrics.json").read_text()
+        )
         assert metrics["accuracy"] > 2 / EXPERIMENTS[exp_id], (exp_id, metrics["accuracy"])
 
 
@@ -180,7 +184,7 @@ def test_training_history_matches_quick_epochs(repo):
         history = json.loads((root / "models" / exp_id / "model" / "history.json").read_text())
         assert len(history["loss"]) == len(history["val_accuracy"]) == epochs
         assert (root / "models" / exp_id / "model" / "model.keras").stat().st_size > 0
-        rows = (root / "reports" / exp_id / "history.csv").read_text().splitlines()
+        rows = (root / "reports" / "experiments" / exp_id / "history.csv").read_text().splitlines()
         assert len(rows) == epochs + 1
 
 
@@ -201,7 +205,7 @@ def test_plots_are_real_images(repo):
     root, _ = repo
     for exp_id in EXPERIMENTS:
         for name in ("confusion_matrix.png", "curves.png"):
-            image = cv2.imread(str(root / "reports" / exp_id / name))
+            image = cv2.imread(str(root / "reports" / "experiments" / exp_id / name))
             assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
 
 
@@ -243,7 +247,9 @@ def test_second_repro_is_a_noop(repo):
     assert "Data and pipelines are up to date" in result.stdout
     status = _run(["dvc", "metrics", "show", "--json"], root, env)
     shown = json.loads(status.stdout)
-    assert any("reports/lenet_mnist/metrics.json" in json.dumps(v) for v in shown.values())
+    assert any(
+        "reports/experiments/lenet_mnist/metrics.json" in json.dumps(v) for v in shown.values()
+    )
 
 
 def test_killed_training_resumes_with_the_same_epoch_count(repo):

@@ -36,4 +36,6 @@ def resume_dir(exp_id: str) -> Path:
 
 
 def report_dir(exp_id: str) -> Path:
-    return REPORTS / exp_id
+    """One experiment's record (metrics.json with its MLflow run id, report, plots). The
+    `report` stage reads every folder under `reports/experiments/` into `reports/book.md`."""
+    return REPORTS / "experiments" / exp_id
