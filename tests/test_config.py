@@ -167,8 +167,8 @@ def test_ints_are_accepted_for_floats_and_stored_as_floats():
         (
             lambda r: set_key(r, "experiments.lenet_mnist.train.epochz", 5),
             "experiments.lenet_mnist.train.epochz",
-            "unknown key; allowed keys here: ['batch_size', 'checkpoint_interval_s', "
-            "'dtype_policy', 'epochs'",
+            "unknown key; allowed keys here: ['batch_size', 'checkpoint', "
+            "'checkpoint_interval_s', 'class_weight', 'dtype_policy', 'epochs'",
         ),
         (
             lambda r: set_key(r, "datasets.mnist.colour", "red"),

@@ -30,8 +30,14 @@ class ConfigError(ValueError):
 class Source:
     """Where a dataset comes from; `format` tells the preprocess stage how to read it."""
 
+    # "captcha" is the captcha: section's own (dl4cv.captcha), not declarable under datasets:
     format: Literal[
-        "keras-npz", "cifar10-python", "image-folder-zip", "smiles-github-zip", "sklearn-digits"
+        "keras-npz",
+        "cifar10-python",
+        "image-folder-zip",
+        "smiles-github-zip",
+        "sklearn-digits",
+        "captcha",
     ]
     url: str | None = None
     sha256: str | None = None
@@ -137,6 +143,14 @@ class TrainSpec:
     # Save the resume state at most every N seconds (and always after the last epoch); 0: every
     # epoch. A kill then loses up to N seconds of training.
     checkpoint_interval_s: float = 0.0
+    # best: one file, overwritten on each improvement of `monitor` (ch 18 checkpoint_best).
+    # improvements: also one weights file per improvement, weights-{epoch:03d}-{monitor:.4f}.
+    checkpoint: Literal["best", "improvements"] = "best"
+    # The ch 17 TrainingMonitor: history JSON and curves PNG rewritten after every epoch.
+    training_monitor: bool = False
+    # balanced: weight each class by (largest class count / its count) on the training split,
+    # as the book's ch 22 does for the smile classes.
+    class_weight: Literal["none", "balanced"] = "none"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "steps_per_execution"):
@@ -169,6 +183,368 @@ class Experiment:
         return self.model.name != "knn"
 
 
+CAPTCHA = "captcha"  # the dataset name under which the captcha: section's digit crops go
+
+
+@dataclass(frozen=True)
+class CaptchaSource:
+    """Where the captchas come from. `generator` draws seeded 4-digit captchas whose text is
+    known (offline, the default); `http` fetches `count` images from `url`, one per GET (the
+    book's endpoint is gone, so the URL is a parameter)."""
+
+    kind: Literal["generator", "http"] = "generator"
+    count: int = 500
+    seed: int = 21  # generator
+    url: str | None = None  # http
+    timeout: float = 10.0  # http: seconds per request
+    retries: int = 4  # http: consecutive failed attempts tolerated before giving up
+    backoff: float = 1.0  # http: first wait after a failure; doubles after each further one
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigError(f"count: expected an integer >= 1, got {self.count}")
+        if self.kind == "http" and not self.url:
+            raise ConfigError("url: kind 'http' needs the URL of a captcha endpoint")
+        if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
+            raise ConfigError(
+                "timeout/retries/backoff: expected timeout > 0, retries >= 0, backoff >= 0, "
+                f"got {self.timeout}, {self.retries}, {self.backoff}"
+            )
+
+
+@dataclass(frozen=True)
+class CaptchaSegment:
+    """The book's segmentation: pad, Otsu threshold, external contours, the largest `digits`."""
+
+    digits: int = 4
+    pad: int = 8  # border replicated around the captcha before thresholding
+    margin: int = 5  # pixels kept around each digit's box when cropping
+    # A captcha is rejected (reported, not guessed) when one of the kept contours is shorter
+    # than this fraction of the tallest: a speck or a broken piece, so digits merged or split.
+    min_height_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.digits < 1 or self.pad < 0 or self.margin < 0:
+            raise ConfigError(
+                f"digits/pad/margin: expected digits >= 1, pad >= 0, margin >= 0, got "
+                f"{self.digits}, {self.pad}, {self.margin}"
+            )
+        if not 0 <= self.min_height_ratio <= 1:
+            raise ConfigError(
+                f"min_height_ratio: expected a fraction in [0, 1], got {self.min_height_ratio}"
+            )
+
+
+@dataclass(frozen=True)
+class CaptchaAnnotate:
+    """`file`: labels from a CSV of `file,text` (null: the generator's truth.csv), unattended.
+    `browser`: a labelling page on http://host:port/, saved after every key press."""
+
+    method: Literal["file", "browser"] = "file"
+    labels: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8021
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port: expected 0..65535 (0: any free port), got {self.port}")
+
+
+@dataclass(frozen=True)
+class CaptchaSolve:
+    """Whole new captchas (drawn by the generator with their own seed) solved end to end."""
+
+    experiment: str = "captcha_breaker"
+    count: int = 200
+    seed: int = 2021
+    grid: int = 16  # captchas drawn, annotated, in the solve grid image
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.grid < 0:
+            raise ConfigError(
+                f"count/grid: expected count >= 1 and grid >= 0, got {self.count}, {self.grid}"
+            )
+
+
+@dataclass(frozen=True)
+class Captcha:
+    """The ch 21 case study: captchas -> digit crops -> the dataset `captcha`."""
+
+    source: CaptchaSource = CaptchaSource()
+    segment: CaptchaSegment = CaptchaSegment()
+    annotate: CaptchaAnnotate = CaptchaAnnotate()
+    image: ImageSpec = ImageSpec(28, 28, 1)
+    split: SplitSpec = SplitSpec("random")
+    subset: Subset = Subset()
+    solve: CaptchaSolve = CaptchaSolve()
+
+    def __post_init__(self) -> None:
+        if self.image.channels != 1:
+            raise ConfigError("image.channels: digit crops are grayscale, expected 1")
+        if self.source.kind == "generator" and self.solve.seed == self.source.seed:
+            raise ConfigError(
+                f"solve.seed: must differ from source.seed ({self.source.seed}) so the solved "
+                "captchas are new ones"
+            )
+
+    def dataset(self) -> Dataset:
+        return Dataset(CAPTCHA, Source("captcha"), self.image, self.split, self.subset)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The book's ch 13: reload a trained model in a stage of its own and label sample images."""
+
+    id: str = field(metadata={"from_key": True})
+    chapter: int
+    experiment: str  # a Keras experiment of `experiments`, trained first
+    samples: int = 10  # test images drawn at random (seeded)
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ConfigError(f"samples: expected an integer >= 1, got {self.samples}")
+
+
+# --- Exercises: the book's from-scratch and non-training examples (ch 8-11, 19) ---------------
+# One entry of `exercises:` each; `kind` picks the runner and the schema of its `settings`.
+
+TruthTable = Literal["or", "and", "xor"]
+BookKernel = Literal[
+    "small_blur", "large_blur", "sharpen", "laplacian", "sobel_x", "sobel_y", "emboss"
+]
+
+
+@dataclass(frozen=True)
+class LinearScoringSettings:
+    """Ch 8: score one image of `image_class` with W and b drawn from `seed` (the book's 1)."""
+
+    image_class: str
+    image_index: int = 0  # which image of that class, in the processed dataset's order
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.image_index < 0:
+            raise ConfigError(f"image_index: expected an integer >= 0, got {self.image_index}")
+
+
+@dataclass(frozen=True)
+class LossesWorkedSettings:
+    """Ch 8: the book's worked tables. One row of class scores per image, labels by name."""
+
+    classes: tuple[str, ...]
+    hinge_scores: tuple[tuple[float, ...], ...]
+    hinge_labels: tuple[str, ...]
+    softmax_scores: tuple[float, ...]
+    softmax_label: str
+    delta: float = 1.0
+
+    def __post_init__(self) -> None:
+        width = len(self.classes)
+        if any(len(row) != width for row in self.hinge_scores):
+            raise ConfigError(f"hinge_scores: expected rows of {width} scores (one per class)")
+        if len(self.hinge_labels) != len(self.hinge_scores):
+            raise ConfigError("hinge_labels: expected one label per row of hinge_scores")
+        if len(self.softmax_scores) != width:
+            raise ConfigError(f"softmax_scores: expected {width} scores (one per class)")
+        for key, label in [
+            *(("hinge_labels", x) for x in self.hinge_labels),
+            ("softmax_label", self.softmax_label),
+        ]:
+            if label not in self.classes:
+                raise ConfigError(f"{key}: {label!r} is not one of classes {list(self.classes)}")
+
+
+@dataclass(frozen=True)
+class BlobsSpec:
+    """scikit-learn's make_blobs arguments: ch 9's two-class toy data."""
+
+    n_samples: int = 1000
+    n_features: int = 2
+    centers: int = 2
+    cluster_std: float = 1.5
+    random_state: int = 1
+
+
+@dataclass(frozen=True)
+class GradientDescentSettings:
+    """Ch 9: a sigmoid unit with squared loss, full batch or mini-batch, on blobs."""
+
+    alpha: float
+    epochs: int
+    split: SplitSpec
+    batch_size: int | None = None  # null: full-batch gradient descent; n: mini-batch SGD
+    shuffle: bool = False  # the book walks the mini-batches in the same order every epoch
+    blobs: BlobsSpec = BlobsSpec()
+
+    def __post_init__(self) -> None:
+        _check_training(self.alpha, self.epochs, self.batch_size)
+
+
+@dataclass(frozen=True)
+class RegularizationSettings:
+    """Ch 9: scikit-learn's SGDClassifier on raw pixels with one penalty (none, L1 or L2)."""
+
+    penalty: Literal["none", "l1", "l2"]
+    split: SplitSpec  # the book's own 75/25 split (random_state 5), not the dataset's split
+    loss: Literal["log_loss", "hinge"] = "log_loss"
+    max_iter: int = 10
+    learning_rate: Literal["constant", "optimal", "invscaling", "adaptive"] = "constant"
+    eta0: float = 0.01
+    # null: exactly max_iter epochs, as scikit-learn 0.19 (the book's) ran; a number stops early.
+    tol: float | None = None
+    random_state: int = 42
+
+
+@dataclass(frozen=True)
+class PerceptronSettings:
+    """Ch 10: Rosenblatt's perceptron on a truth table."""
+
+    table: TruthTable
+    alpha: float
+    epochs: int
+
+    def __post_init__(self) -> None:
+        _check_training(self.alpha, self.epochs)
+
+
+@dataclass(frozen=True)
+class NeuralNetworkSettings:
+    """Ch 10: the from-scratch backpropagation network, on a truth table or a dataset."""
+
+    layers: tuple[int, ...]
+    alpha: float
+    epochs: int
+    batch_size: int = 1  # 1: the book's online updates, one example at a time
+    table: TruthTable | None = None  # the data, for an exercise without a dataset
+    # A second net trained on the same data, to compare (nn_xor: 2-1, no hidden layer, fails).
+    baseline_layers: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_training(self.alpha, self.epochs, self.batch_size)
+        for key in ("layers", "baseline_layers"):
+            sizes = getattr(self, key)
+            if sizes is not None and (len(sizes) < 2 or min(sizes) < 1):
+                raise ConfigError(f"{key}: expected at least 2 layer sizes >= 1, got {sizes}")
+
+
+@dataclass(frozen=True)
+class ConvolutionsSettings:
+    """Ch 11: the hand-written convolution against cv2.filter2D on a photo bundled with
+    scikit-learn (sklearn/datasets/images), converted to gray."""
+
+    kernels: tuple[BookKernel, ...]
+    image: Literal["china.jpg", "flower.jpg"] = "china.jpg"
+
+
+@dataclass(frozen=True)
+class VisualizeSettings:
+    """Ch 19: the architecture diagram of one of the book's networks."""
+
+    model: Literal["lenet", "shallownet", "minivggnet"]
+    width: int
+    height: int
+    depth: int
+    classes: int
+    renderer: Literal["auto", "graphviz", "matplotlib"] = "auto"  # auto: graphviz if installed
+
+
+ExerciseKind = Literal[
+    "linear_scoring",
+    "losses_worked",
+    "gradient_descent",
+    "regularization",
+    "perceptron",
+    "neural_network",
+    "convolutions",
+    "visualize",
+]
+ExerciseSettings = (
+    LinearScoringSettings
+    | LossesWorkedSettings
+    | GradientDescentSettings
+    | RegularizationSettings
+    | PerceptronSettings
+    | NeuralNetworkSettings
+    | ConvolutionsSettings
+    | VisualizeSettings
+)
+EXERCISE_SETTINGS: dict[str, type] = {
+    "linear_scoring": LinearScoringSettings,
+    "losses_worked": LossesWorkedSettings,
+    "gradient_descent": GradientDescentSettings,
+    "regularization": RegularizationSettings,
+    "perceptron": PerceptronSettings,
+    "neural_network": NeuralNetworkSettings,
+    "convolutions": ConvolutionsSettings,
+    "visualize": VisualizeSettings,
+}
+EXERCISE_DATASET: dict[str, bool | None] = {  # reads a dataset: always, never, or either way
+    "linear_scoring": True,
+    "regularization": True,
+    "neural_network": None,  # a dataset (nn_digits) or settings.table (nn_xor)
+}
+
+
+@dataclass(frozen=True)
+class Exercise:
+    id: str = field(metadata={"from_key": True})
+    chapter: int
+    kind: ExerciseKind
+    # Validated by the dataclass EXERCISE_SETTINGS[kind], so each key path names its own kind.
+    settings: ExerciseSettings = field(metadata={"schema_by": ("kind", EXERCISE_SETTINGS)})
+    dataset: str | None = None
+
+    def __post_init__(self) -> None:
+        needs = EXERCISE_DATASET.get(self.kind, False)
+        if needs is True and self.dataset is None:
+            raise ConfigError(f"dataset: a {self.kind} exercise reads a dataset; name one")
+        if needs is False and self.dataset is not None:
+            raise ConfigError(f"dataset: a {self.kind} exercise reads no dataset; remove it")
+        if isinstance(self.settings, NeuralNetworkSettings) and (
+            (self.dataset is None) == (self.settings.table is None)
+        ):
+            raise ConfigError(
+                "settings.table: a neural_network exercise learns either a truth table "
+                "(settings.table) or a dataset (dataset): give exactly one"
+            )
+
+
+def _check_training(alpha: float, epochs: int, batch_size: int | None = None) -> None:
+    if not alpha > 0:
+        raise ConfigError(f"alpha: expected a number > 0, got {alpha}")
+    if epochs < 1:
+        raise ConfigError(f"epochs: expected an integer >= 1, got {epochs}")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch_size: expected an integer >= 1 or null, got {batch_size}")
+
+
+ImageNetModel = Literal["vgg16", "vgg19", "resnet50", "inception_v3", "xception"]
+
+
+@dataclass(frozen=True)
+class ImageNet:
+    """Ch 20: classify images with networks pre-trained on ImageNet (keras.applications).
+
+    Off by default: the weights (0.5 GB for a VGG) are never downloaded by the pipeline; the
+    README says where to put them. `weights.<model>` names a file, or `random` for untrained
+    weights (a smoke run; the labels then mean nothing)."""
+
+    enabled: bool = False
+    models: tuple[ImageNetModel, ...] = ("vgg16", "vgg19", "resnet50", "inception_v3", "xception")
+    images: str | None = None  # a folder of images; null: scikit-learn's two sample photos
+    weights_dir: str | None = None  # a folder holding Keras' weight file names
+    weights: dict[ImageNetModel, str] = field(default_factory=dict)
+    labels: str | None = None  # imagenet_class_index.json; null: weights_dir or Keras' cache
+    top: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.models or len(set(self.models)) != len(self.models):
+            raise ConfigError(f"models: expected distinct network names, got {list(self.models)}")
+        if not 1 <= self.top <= 1000:
+            raise ConfigError(f"top: expected an integer in 1..1000, got {self.top}")
+
+
 @dataclass(frozen=True)
 class Params:
     profile: Literal["book", "quick"]
@@ -176,13 +552,22 @@ class Params:
     preprocess: Preprocess
     datasets: dict[str, Dataset]
     experiments: dict[str, Experiment]
+    predictions: dict[str, Prediction] = field(default_factory=dict)
+    captcha: Captcha | None = None  # ch 21; its digit crops are the dataset `captcha`
+    exercises: dict[str, Exercise] = field(default_factory=dict)  # ch 8-11, 19
+    imagenet: ImageNet = ImageNet()  # ch 20
 
     def dataset(self, name: str) -> Dataset:
+        if name == CAPTCHA and self.captcha is not None:
+            return self.captcha.dataset()
         if name not in self.datasets:
             raise ConfigError(
-                f"unknown dataset {name!r}; params.yaml declares {sorted(self.datasets)}"
+                f"unknown dataset {name!r}; params.yaml declares {self.dataset_names()}"
             )
         return self.datasets[name]
+
+    def dataset_names(self) -> list[str]:
+        return sorted(set(self.datasets) | ({CAPTCHA} if self.captcha else set()))
 
     def experiment(self, exp_id: str) -> Experiment:
         if exp_id not in self.experiments:
@@ -190,6 +575,13 @@ class Params:
                 f"unknown experiment {exp_id!r}; params.yaml declares {sorted(self.experiments)}"
             )
         return self.experiments[exp_id]
+
+    def exercise(self, exercise_id: str) -> Exercise:
+        if exercise_id not in self.exercises:
+            raise ConfigError(
+                f"unknown exercise {exercise_id!r}; params.yaml declares {sorted(self.exercises)}"
+            )
+        return self.exercises[exercise_id]
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -212,12 +604,45 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
         _build_profile(raw, other, source)
     params = _build_profile(raw, profile, source)
     for exp in params.experiments.values():
-        if exp.dataset not in params.datasets:
+        if exp.dataset not in params.dataset_names():
             raise ConfigError(
                 f"{source}: experiments.{exp.id}.dataset: {exp.dataset!r} is not one of the "
-                f"declared datasets {sorted(params.datasets)}"
+                f"declared datasets {params.dataset_names()}"
+            )
+    _check_captcha(params, source)
+    for ex in params.exercises.values():
+        if ex.dataset is not None and ex.dataset not in params.dataset_names():
+            raise ConfigError(
+                f"{source}: exercises.{ex.id}.dataset: {ex.dataset!r} is not one of the "
+                f"declared datasets {params.dataset_names()}"
+            )
+    for pred in params.predictions.values():
+        exp = params.experiments.get(pred.experiment)
+        if exp is None or not exp.is_keras:
+            keras_ids = sorted(e.id for e in params.experiments.values() if e.is_keras)
+            raise ConfigError(
+                f"{source}: predictions.{pred.id}.experiment: {pred.experiment!r} is not one of "
+                f"the Keras experiments {keras_ids}"
             )
     return params
+
+
+def _check_captcha(params: Params, source: str) -> None:
+    for name, dataset in params.datasets.items():
+        if name == CAPTCHA or dataset.source.format == "captcha":
+            raise ConfigError(
+                f"{source}: datasets.{name}: the captcha dataset is declared by the top-level "
+                "captcha: section, not under datasets"
+            )
+    if params.captcha is None:
+        return
+    solved = params.captcha.solve.experiment
+    exp = params.experiments.get(solved)
+    if exp is None or exp.dataset != CAPTCHA:
+        raise ConfigError(
+            f"{source}: captcha.solve.experiment: {solved!r} is not an experiment on the "
+            f"captcha dataset"
+        )
 
 
 def _build_profile(raw: dict, profile: Any, source: str) -> Params:
@@ -226,6 +651,10 @@ def _build_profile(raw: dict, profile: Any, source: str) -> Params:
         "datasets": _apply_profile(raw.get("datasets"), profile, "datasets"),
         "experiments": _apply_profile(raw.get("experiments"), profile, "experiments"),
     }
+    if "captcha" in raw:  # each part (source, solve...) may carry its own quick: overrides
+        raw["captcha"] = _apply_profile(raw["captcha"], profile, "captcha")
+    if "exercises" in raw:
+        raw["exercises"] = _apply_profile(raw["exercises"], profile, "exercises")
     try:
         return _build(Params, raw, "")
     except ConfigError as exc:
@@ -287,7 +716,11 @@ def _build(cls: type, data: Any, path: str, key: str | None = None) -> Any:
         if fld.metadata.get("from_key"):
             kwargs[name] = key
         elif name in data:
-            kwargs[name] = _coerce(hints[name], data[name], _join(path, name))
+            tp = hints[name]
+            if "schema_by" in fld.metadata:  # the schema is chosen by an earlier key's value
+                by, schemas = fld.metadata["schema_by"]
+                tp = schemas[kwargs[by]]
+            kwargs[name] = _coerce(tp, data[name], _join(path, name))
         elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{_join(path, name)}: missing required key")
     try:

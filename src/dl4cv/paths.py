@@ -39,3 +39,8 @@ def report_dir(exp_id: str) -> Path:
     """One experiment's record (metrics.json with its MLflow run id, report, plots). The
     `report` stage reads every folder under `reports/experiments/` into `reports/book.md`."""
     return REPORTS / "experiments" / exp_id
+
+
+def monitor_dir(exp_id: str) -> Path:
+    """The ch 17 TrainingMonitor's files, rewritten after every epoch while training runs."""
+    return report_dir(exp_id) / "monitor"

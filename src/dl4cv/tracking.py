@@ -111,6 +111,12 @@ def log_artifact(path: Path, folder: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path=folder)
 
 
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(

@@ -68,6 +68,14 @@ def run(exp_id: str, params: Params) -> dict:
     for key in ("val_accuracy", "val_loss"):
         if history.get(key):
             metrics[f"final_{key}"] = history[key][-1]
+    if history.get("val_loss"):  # the ch 18 figures: the best epoch and its loss
+        best = int(np.argmin(history["val_loss"]))
+        metrics["best_val_loss"] = history["val_loss"][best]
+        metrics["best_val_loss_epoch"] = best + 1
+        if history.get("val_accuracy"):
+            metrics["best_val_loss_accuracy"] = history["val_accuracy"][best]
+    if exp.is_keras and exp.train.checkpoint == "improvements":
+        metrics["improvement_checkpoints"] = len(list((trained / "improvements").glob("*.h5")))
     write_json(out / "metrics.json", metrics)
     write_text(out / "report.txt", evaluation.report_text(y_test, y_pred, processed.classes))
     evaluation.plot_confusion_matrix(

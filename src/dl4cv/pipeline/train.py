@@ -18,7 +18,15 @@ from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor, sha256sum
 from dl4cv.data.splits import Split
 from dl4cv.fileio import atomic_path, read_json, write_json
-from dl4cv.paths import model_dir, processed_file, raw_dir, rejects_file, resume_dir, split_file
+from dl4cv.paths import (
+    model_dir,
+    monitor_dir,
+    processed_file,
+    raw_dir,
+    rejects_file,
+    resume_dir,
+    split_file,
+)
 from dl4cv.training.inputs import arrays_for
 from dl4cv.training.knn import fit_knn
 from dl4cv.training.state import BEST_FILE, resumable_state
@@ -40,7 +48,8 @@ def run(exp_id: str, params: Params) -> dict:
     fetched = read_descriptor(raw_dir(dataset))
     if exp.is_keras:
         from dl4cv.training.callbacks import MLflowMetrics  # loads Keras: networks only
-        from dl4cv.training.fit import check_runner, fit_keras
+        from dl4cv.training.fit import IMPROVEMENTS_DIR, check_runner, fit_keras
+        from dl4cv.training.monitor import TrainingMonitor
 
         check_runner(exp)  # before any run is opened: runner scan needs KERAS_BACKEND=jax
     backend.seed_everything(params.seed)
@@ -49,6 +58,7 @@ def run(exp_id: str, params: Params) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     resume_dir(exp_id).mkdir(parents=True, exist_ok=True)  # a declared output, even for k-NN
+    monitor_dir(exp_id).mkdir(parents=True, exist_ok=True)  # declared too; empty when unused
     fingerprint = _fingerprint(exp, params.seed, dataset)
     state = (
         resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs) if exp.is_keras else None
@@ -93,18 +103,37 @@ def run(exp_id: str, params: Params) -> dict:
         else:
             state.run_id = active.info.run_id
             resumed_from = state.completed
+            callbacks = [MLflowMetrics()]
+            if exp.train.training_monitor:
+                callbacks.append(
+                    TrainingMonitor(
+                        monitor_dir(exp_id) / "curves.png",
+                        monitor_dir(exp_id) / "history.json",
+                        start_at=resumed_from,
+                        title=f"{exp_id} (training monitor)",
+                    )
+                )
             model = fit_keras(
                 exp,
                 arrays_for(processed, split),
                 state,
                 resume_dir(exp_id),
-                [MLflowMetrics()],
+                callbacks,
                 seed=params.seed,
             )
             with atomic_path(out / FINAL_KERAS, suffix=".keras") as tmp:
                 model.save(tmp)
             if state.best_file:
                 shutil.copyfile(resume_dir(exp_id) / state.best_file, out / BEST_FILE)
+            improvements = resume_dir(exp_id) / IMPROVEMENTS_DIR
+            if exp.train.checkpoint == "improvements" and improvements.is_dir():
+                shutil.copytree(improvements, out / IMPROVEMENTS_DIR)
+                # Listed, not uploaded: dozens of weight files would double the disk they take.
+                files = sorted(p.name for p in improvements.glob("*.weights.h5"))
+                tracking.log_metrics({"improvement_checkpoints": len(files)})
+                tracking.log_text("\n".join(files), "model/improvements.txt")
+            for name in ("curves.png", "history.json"):
+                tracking.log_artifact(monitor_dir(exp_id) / name, "monitor")
             history = state.history
             train_seconds = float(sum(history.get("epoch_seconds", [])))
             if resumed_from:

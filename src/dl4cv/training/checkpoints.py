@@ -30,6 +30,8 @@ class BestCheckpoint(keras.callbacks.Callback):
     `path` may be a template filled with the epoch number and the epoch's logs, e.g.
     `weights-{epoch:03d}-{val_loss:.4f}.keras` (one file per improvement, the book's ch 18);
     a plain path keeps one file, overwritten on each improvement. `saved` is the last file.
+    `weights_only` saves the weights alone (`*.weights.h5`, a third of a full model with its
+    optimizer state): enough to reload a model built by the same code.
     """
 
     def __init__(
@@ -38,13 +40,18 @@ class BestCheckpoint(keras.callbacks.Callback):
         monitor: str = "val_loss",
         best: float | None = None,
         saved: Path | None = None,
+        weights_only: bool = False,
     ) -> None:
         super().__init__()
         self.path = str(path)
+        suffix = ".weights.h5" if weights_only else ".keras"
+        if not self.path.endswith(suffix):
+            raise ValueError(f"BestCheckpoint: {self.path!r} must end with {suffix!r}")
         self.monitor = monitor
         self.maximize = "loss" not in monitor
         self.best = best
         self.saved = saved
+        self.weights_only = weights_only
         self._warned = False
 
     def improved(self, value: float) -> bool:
@@ -68,8 +75,12 @@ class BestCheckpoint(keras.callbacks.Callback):
         if self.improved(float(value)):
             self.best = float(value)
             self.saved = Path(self.path.format(epoch=epoch + 1, **(logs or {})))
-            with atomic_path(self.saved, suffix=".keras") as tmp:
-                self.model.save(tmp)
+            if self.weights_only:
+                with atomic_path(self.saved, suffix=".weights.h5") as tmp:
+                    self.model.save_weights(tmp)
+            else:
+                with atomic_path(self.saved, suffix=".keras") as tmp:
+                    self.model.save(tmp)
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
@@ -138,4 +149,26 @@ def remove_stale_files(directory: Path, state: TrainingState) -> None:
     keep = {state.model_file, state.best_file}
     for path in directory.glob("*.keras"):
         if path.name not in keep:
+            path.unlink(missing_ok=True)
+
+
+IMPROVEMENT_TEMPLATE = "weights-{epoch:03d}-{%s:.4f}.weights.h5"
+
+
+def improvement_epoch(path: Path) -> int | None:
+    """The epoch number in a `weights-<epoch>-<value>.weights.h5` name, None for other files."""
+    parts = path.name.split("-")
+    if len(parts) < 3 or parts[0] != "weights" or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def prune_improvements(directory: Path, completed: int) -> None:
+    """Drop per-improvement files of epochs after `completed`: a resumed training trains those
+    epochs again (and saves its own files for them); a fresh one (0) starts an empty folder."""
+    if not directory.is_dir():
+        return
+    for path in directory.glob("weights-*.weights.h5"):
+        epoch = improvement_epoch(path)
+        if epoch is None or epoch > completed:
             path.unlink(missing_ok=True)

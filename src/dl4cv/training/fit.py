@@ -19,13 +19,21 @@ from dl4cv.config import ConfigError, Experiment, ModelSpec
 from dl4cv.nn.conv import LeNet, MiniVGGNet, ShallowNet
 from dl4cv.nn.mlp import MLP
 from dl4cv.training.callbacks import EpochStats
-from dl4cv.training.checkpoints import BestCheckpoint, ResumeCheckpoint, remove_stale_files
-from dl4cv.training.inputs import Arrays
+from dl4cv.training.checkpoints import (
+    IMPROVEMENT_TEMPLATE,
+    BestCheckpoint,
+    ResumeCheckpoint,
+    prune_improvements,
+    remove_stale_files,
+)
+from dl4cv.training.inputs import Arrays, balanced_class_weights
 from dl4cv.training.optimizers import build_optimizer
 from dl4cv.training.state import TrainingState
 from dl4cv.training.step_decay import step_decay_callback
 
 log = logging.getLogger(__name__)
+
+IMPROVEMENTS_DIR = "improvements"  # ch 18: one weights file per improvement, under resume_dir
 
 
 def build_model(spec: ModelSpec, shape: tuple[int, int, int], classes: int) -> keras.Model:
@@ -56,6 +64,11 @@ def build_with_policy(
 
 def check_runner(exp: Experiment) -> None:
     """The scan runner needs the JAX backend (params.yaml itself is backend-independent)."""
+    if exp.train.runner == "scan" and exp.train.class_weight != "none":
+        raise ConfigError(
+            f"experiments.{exp.id}.train.class_weight: the scan runner has no class weights; "
+            "use runner 'keras'"
+        )
     if exp.train.runner == "scan" and backend.name() != "jax":
         raise ConfigError(
             f"experiments.{exp.id}.train.runner: 'scan' runs on the JAX backend only, but Keras "
@@ -108,9 +121,22 @@ def fit_keras(
         resume_dir / state.best_file if state.best_file else None,
     )
     resume = ResumeCheckpoint(resume_dir, state, best, exp.train.checkpoint_interval_s)
+    prune_improvements(resume_dir / IMPROVEMENTS_DIR, state.completed)
+    improvements = (
+        [
+            BestCheckpoint(
+                resume_dir / IMPROVEMENTS_DIR / (IMPROVEMENT_TEMPLATE % exp.train.monitor),
+                exp.train.monitor,
+                state.best,
+                weights_only=True,
+            )
+        ]
+        if exp.train.checkpoint == "improvements"
+        else []
+    )
     # Extra callbacks (MLflow) see an epoch before it is checkpointed: a kill never leaves an
     # epoch in the saved state that they missed (at worst they see it twice).
-    every_epoch = [*_schedules(exp), EpochStats(), *callbacks, best, resume]
+    every_epoch = [*_schedules(exp), EpochStats(), *callbacks, *improvements, best, resume]
     if exp.train.runner == "scan":
         from dl4cv.training.jax_epochs import fit_scan  # imports JAX: the scan runner only
 
@@ -134,5 +160,10 @@ def fit_keras(
         initial_epoch=state.completed,
         callbacks=every_epoch,
         verbose=verbose,
+        class_weight=(
+            balanced_class_weights(data.y_train, len(data.classes))
+            if exp.train.class_weight == "balanced"
+            else None
+        ),
     )
     return model

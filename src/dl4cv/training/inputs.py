@@ -27,6 +27,16 @@ def scale_pixels(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 255.0
 
 
+def balanced_class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
+    """Weight each class by (largest class count / its count): the book's ch 22 weights the
+    rarer smiling faces 2.56 against 1 for the 9,475 / 3,690 SMILES counts."""
+    counts = np.bincount(np.asarray(labels).reshape(-1), minlength=classes)
+    if (counts == 0).any():
+        missing = [int(c) for c in np.flatnonzero(counts == 0)]
+        raise ValueError(f"class_weight balanced: classes {missing} have no training example")
+    return {c: float(counts.max() / n) for c, n in enumerate(counts)}
+
+
 def arrays_for(processed: ProcessedDataset, split: Split) -> Arrays:
     """Scale pixels to [0, 1]; validate on the val part if the split has one, else on test
     (as the book does)."""
