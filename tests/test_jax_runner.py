@@ -78,7 +78,36 @@ SCRIPT = textwrap.dedent(
         return {{"history": history, "iterations": it, "completed": state.completed}}
 
 
-    out = {{"resumed": train("resumed", kill=True), "a": train("a"), "b": train("b")}}
+    class WeightSums(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.sums = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            weights = [keras.ops.convert_to_numpy(w) for w in self.model.trainable_weights]
+            self.sums.append(float(sum(np.abs(w).sum() for w in weights)))
+
+
+    def step_decay_run():
+        # Epoch 1 onwards trains with a rate ~0: the scan must pick up the rate set per epoch.
+        backend.seed_everything(SEED)
+        optimizer = dataclasses.replace(
+            exp.optimizer, momentum=0.0, decay=0.0, step_factor=1e-9, step_every=2
+        )
+        decayed = dataclasses.replace(exp, optimizer=optimizer)
+        decayed = dataclasses.replace(decayed, train=dataclasses.replace(exp.train, epochs=3))
+        state = resumable_state(root / "decay", "d" * 64, 3)
+        sums = WeightSums()
+        fit_keras(decayed, data, state, root / "decay", [sums], verbose=0, seed=SEED)
+        return {{"sums": sums.sums, "lr": state.history["lr"]}}
+
+
+    out = {{
+        "resumed": train("resumed", kill=True),
+        "a": train("a"),
+        "b": train("b"),
+        "decay": step_decay_run(),
+    }}
     print("RESULT " + json.dumps(out))
     """
 )
@@ -126,6 +155,16 @@ def test_scan_resume_matches_an_uninterrupted_run(scan_runs):
 
 def test_scan_is_deterministic_on_cpu(scan_runs):
     assert scan_runs["a"] == scan_runs["b"]
+
+
+def test_scan_runner_trains_with_the_step_decayed_rate(scan_runs):
+    """The ch 16 step decay sets the rate between epochs; the jitted epoch must use it."""
+    decay = scan_runs["decay"]
+    lr0 = decay["lr"][0]
+    assert decay["lr"] == pytest.approx([lr0, lr0 * 1e-9, lr0 * 1e-9])
+    first, second, third = decay["sums"]
+    assert abs(second - first) < 1e-4 * abs(first)  # a rate of ~0 leaves the weights
+    assert second == pytest.approx(third, rel=1e-6)
 
 
 def test_scan_runner_needs_jax(tmp_path):
