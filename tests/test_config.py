@@ -88,7 +88,7 @@ def test_repo_params_file_parses_into_typed_settings():
     for exp_id, exp in params.experiments.items():
         assert isinstance(exp, Experiment)
         assert exp.id == exp_id
-        assert exp.dataset in params.datasets
+        assert exp.dataset in params.dataset_names()  # `captcha`: the captcha: section
         assert exp.model.name == raw["experiments"][exp_id]["model"]["name"]
         assert exp.is_keras == (exp.model.name != "knn")
 

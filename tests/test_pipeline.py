@@ -37,8 +37,14 @@ EXPERIMENTS = {
     "mlp_cifar10": 10,
     "lr_step_decay_f025": 10,
     "lr_step_decay_f05": 10,
+    "training_monitor": 10,
+    "checkpoint_improvements": 10,
+    "checkpoint_best": 10,
+    "captcha_breaker": 9,
+    "smile_detection": 2,
 }
 PROJECT_FILES = [
+    "book",
     "src",
     "stages",
     "params.yaml",
@@ -98,7 +104,24 @@ def build_mirror(root: Path) -> Path:
         x_test=images[300:],
         y_test=labels[300:].astype(np.uint8),
     )
+    smiles = root / "smiles" / "SMILEsmileD-master.zip"
+    smiles.parent.mkdir()
+    folders = {"negatives/negatives7": 0, "positives/positives7": 1}
+    with zipfile.ZipFile(smiles, "w") as archive:
+        for folder, label in folders.items():
+            for i in range(60):
+                archive.writestr(
+                    f"SMILEsmileD-master/SMILEs/{folder}/{i:04d}.jpg",
+                    encode(separable(label, 64, seed=500 * label + i, channels=1)),
+                )
     manifest = {
+        "smiles": {
+            "file": "smiles/SMILEsmileD-master.zip",
+            "sha256": _sha256(smiles),
+            "format": "smiles-github-zip",
+            "root": "SMILEsmileD-master/SMILEs",
+            "classes": {"positives/positives7": "smiling", "negatives/negatives7": "not_smiling"},
+        },
         "animals": {
             "file": "animals/animals.zip",
             "sha256": _sha256(animals),
@@ -225,13 +248,17 @@ def test_mlflow_has_one_run_per_experiment(repo):
     client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("dl4cv")
     runs = client.search_runs([experiment.experiment_id])
-    by_name = {run.info.run_name: run for run in runs}
-    assert set(by_name) == set(EXPERIMENTS)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    for exp_id, run in by_name.items():
+    by_name = {run.info.run_name: run for run in runs}
+    # Every training has its run; so have the exercises, predictions and the book report.
+    assert set(EXPERIMENTS) | set(params["exercises"]) | set(params["predictions"]) <= set(by_name)
+    assert "book-report" in by_name
+    for exp_id in EXPERIMENTS:
+        run = by_name[exp_id]
         assert run.data.params["dataset"] == params["experiments"][exp_id]["dataset"]
         assert run.data.tags["dl4cv.profile"] == "quick"
-        assert run.data.tags["dataset.origin"] == "mirror"
+        origin = "generator" if exp_id == "captcha_breaker" else "mirror"
+        assert run.data.tags["dataset.origin"] == origin, exp_id
         assert "test_accuracy" in run.data.metrics
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"model", "report", "data"} <= artifacts
@@ -239,6 +266,49 @@ def test_mlflow_has_one_run_per_experiment(repo):
     assert animals.data.metrics["rejected_images"] == 1
     history = client.get_metric_history(animals.info.run_id, "val_accuracy")
     assert [m.step for m in history] == list(range(1, len(history) + 1))
+
+
+def test_monitor_and_checkpoint_files(repo):
+    """ch 17: the monitor's files; ch 18: one weights file per val_loss improvement."""
+    root, _ = repo
+    monitor = root / "reports" / "experiments" / "training_monitor" / "monitor"
+    watched = json.loads((monitor / "history.json").read_text())
+    history = json.loads(
+        (root / "models" / "training_monitor" / "model" / "history.json").read_text()
+    )
+    assert watched["val_loss"] == pytest.approx(history["val_loss"])
+    assert cv2.imread(str(monitor / "curves.png")) is not None
+    saved = sorted(
+        (root / "models" / "checkpoint_improvements" / "model" / "improvements").iterdir()
+    )
+    metrics = json.loads(
+        (root / "reports" / "experiments" / "checkpoint_improvements" / "metrics.json").read_text()
+    )
+    assert len(saved) == metrics["improvement_checkpoints"] >= 1
+    assert saved[0].name.startswith("weights-001-")
+    best = json.loads(
+        (root / "reports" / "experiments" / "checkpoint_best" / "metrics.json").read_text()
+    )
+    assert best["checkpoint"] == "best"
+
+
+def test_exercises_predictions_and_the_book_report(repo):
+    root, _ = repo
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    records = root / "reports" / "experiments"
+    for exercise in params["exercises"]:
+        metrics = json.loads((records / exercise / "metrics.json").read_text())
+        assert metrics["experiment"] == exercise and metrics["profile"] == "quick"
+    xor = json.loads((records / "perceptron_xor" / "metrics.json").read_text())
+    assert xor["learned"] == 0
+    load = json.loads((records / "shallownet_load" / "metrics.json").read_text())
+    assert load["samples"] == 10 and load["originals_shown"] == 10
+    assert cv2.imread(str(records / "shallownet_load" / "predictions.png")) is not None
+    book = (root / "reports" / "book.md").read_text()
+    for exp_id in [*EXPERIMENTS, *params["exercises"], *params["predictions"]]:
+        assert f"| {exp_id} " in book, exp_id
+    assert "reproduced |" not in book.replace("not reproduced |", "")  # quick runs never are
+    assert (root / "reports" / "book.html").read_text().count("data:image/png;base64,") >= 10
 
 
 def test_second_repro_is_a_noop(repo):

@@ -261,6 +261,7 @@ def test_fetch_downloads_and_writes_the_descriptor(server: Server, tmp_path: Pat
             "root": None,
             "splits": None,
             "classes": None,
+            "content_sha256": None,
         },
     )
     assert (dest / "toy.npz").read_bytes() == body

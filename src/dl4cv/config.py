@@ -45,6 +45,16 @@ class Source:
     root: str | None = None
     splits: dict[str, str] | None = None
     classes: dict[str, str] | None = None
+    # For an archive its host regenerates (GitHub's /archive/ zips: same files, other bytes),
+    # `sha256: null` and this: the sha256 of the dataset's images inside it (see
+    # dl4cv.data.sources.content_sha256), checked instead of the bytes of the archive.
+    content_sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.content_sha256 and self.format not in ("image-folder-zip", "smiles-github-zip"):
+            raise ConfigError(
+                f"content_sha256: only for image zip archives, not format {self.format!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -275,12 +285,24 @@ class Captcha:
     annotate: CaptchaAnnotate = CaptchaAnnotate()
     image: ImageSpec = ImageSpec(28, 28, 1)
     split: SplitSpec = SplitSpec("random")
-    subset: Subset = Subset()
     solve: CaptchaSolve = CaptchaSolve()
 
     def __post_init__(self) -> None:
         if self.image.channels != 1:
             raise ConfigError("image.channels: digit crops are grayscale, expected 1")
+        if self.segment.digits > 4:  # solve always draws its captchas with the generator
+            raise ConfigError(
+                f"segment.digits: the generator draws 1 to 4 digits, got {self.segment.digits}"
+            )
+        if (
+            self.annotate.method == "file"
+            and not self.annotate.labels
+            and self.source.kind == "http"
+        ):
+            raise ConfigError(
+                "annotate.labels: method 'file' needs a CSV of file,text for downloaded "
+                "captchas (only the generator knows its texts); or use method 'browser'"
+            )
         if self.source.kind == "generator" and self.solve.seed == self.source.seed:
             raise ConfigError(
                 f"solve.seed: must differ from source.seed ({self.source.seed}) so the solved "
@@ -288,7 +310,8 @@ class Captcha:
             )
 
     def dataset(self) -> Dataset:
-        return Dataset(CAPTCHA, Source("captcha"), self.image, self.split, self.subset)
+        # No subset caps: the quick profile draws fewer captchas (source.count) instead.
+        return Dataset(CAPTCHA, Source("captcha"), self.image, self.split)
 
 
 @dataclass(frozen=True)
@@ -546,6 +569,72 @@ class ImageNet:
 
 
 @dataclass(frozen=True)
+class Cascade:
+    """OpenCV's Haar frontal-face cascade and its detectMultiScale arguments (the book's)."""
+
+    file: str = "haarcascade_frontalface_default.xml"  # a name under cv2.data.haarcascades
+    scale_factor: float = 1.1
+    min_neighbors: int = 5
+    min_size: tuple[int, ...] = (30, 30)  # width, height in pixels
+
+    def __post_init__(self) -> None:
+        if not self.scale_factor > 1 or self.min_neighbors < 0:
+            raise ConfigError(
+                "scale_factor/min_neighbors: expected scale_factor > 1 and min_neighbors >= 0, "
+                f"got {self.scale_factor}, {self.min_neighbors}"
+            )
+        if len(self.min_size) != 2 or min(self.min_size) < 1:
+            raise ConfigError(f"min_size: expected [width, height] >= 1, got {list(self.min_size)}")
+
+
+@dataclass(frozen=True)
+class DemoVideo:
+    """The default input of `detect`: test-split faces of `dataset` pasted into frames, with
+    the pasted boxes and true labels written beside it (`<video>.truth.csv`)."""
+
+    dataset: str = "smiles"
+    faces: int = 200  # drawn from the test split, half per class (seeded by `seed`)
+    per_frame: int = 2  # faces side by side in one frame
+    face_size: int = 128  # the 64x64 crops are enlarged to this...
+    margin: float = 0.5  # ...and framed by this fraction of it on each side (edge pixels)
+    fps: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.faces < 1 or self.per_frame < 1 or self.face_size < 8:
+            raise ConfigError(
+                "faces/per_frame/face_size: expected faces >= 1, per_frame >= 1, "
+                f"face_size >= 8, got {self.faces}, {self.per_frame}, {self.face_size}"
+            )
+        if self.margin < 0 or not self.fps > 0:
+            raise ConfigError(
+                f"margin/fps: expected margin >= 0 and fps > 0, got {self.margin}, {self.fps}"
+            )
+
+
+WEBCAM = "webcam:"  # detect.video: `webcam:<index>` reads OpenCV camera <index>
+
+
+@dataclass(frozen=True)
+class Detect:
+    """Ch 22: find faces in a video (Haar cascade) and label each with a smile classifier."""
+
+    experiment: str = "smile_detection"  # whose trained model classifies the faces
+    video: str = "data/demo/smiles.avi"  # a video file, or webcam:<index>
+    max_frames: int = 0  # stop after this many frames; 0: the whole file (a webcam needs > 0)
+    cascade: Cascade = Cascade()
+    demo: DemoVideo = DemoVideo()
+
+    def __post_init__(self) -> None:
+        if self.max_frames < 0:
+            raise ConfigError(f"max_frames: expected an integer >= 0, got {self.max_frames}")
+        if self.video.startswith(WEBCAM):
+            if not self.video[len(WEBCAM) :].isdigit():
+                raise ConfigError(f"video: expected webcam:<index>, got {self.video!r}")
+            if self.max_frames == 0:
+                raise ConfigError("max_frames: a webcam never ends; set a frame limit > 0")
+
+
+@dataclass(frozen=True)
 class Params:
     profile: Literal["book", "quick"]
     seed: int
@@ -556,6 +645,7 @@ class Params:
     captcha: Captcha | None = None  # ch 21; its digit crops are the dataset `captcha`
     exercises: dict[str, Exercise] = field(default_factory=dict)  # ch 8-11, 19
     imagenet: ImageNet = ImageNet()  # ch 20
+    detect: Detect = Detect()  # ch 22: faces + smile classifier on a video
 
     def dataset(self, name: str) -> Dataset:
         if name == CAPTCHA and self.captcha is not None:
@@ -655,6 +745,8 @@ def _build_profile(raw: dict, profile: Any, source: str) -> Params:
         raw["captcha"] = _apply_profile(raw["captcha"], profile, "captcha")
     if "exercises" in raw:
         raw["exercises"] = _apply_profile(raw["exercises"], profile, "exercises")
+    if "detect" in raw:  # detect.demo may carry quick: overrides
+        raw["detect"] = _apply_profile(raw["detect"], profile, "detect")
     try:
         return _build(Params, raw, "")
     except ConfigError as exc:

@@ -44,3 +44,18 @@ def report_dir(exp_id: str) -> Path:
 def monitor_dir(exp_id: str) -> Path:
     """The ch 17 TrainingMonitor's files, rewritten after every epoch while training runs."""
     return report_dir(exp_id) / "monitor"
+
+
+def labels_file(dataset: str) -> Path:
+    """Hand-made (or truth-file) labels of a dataset that needs annotating: the captcha digits."""
+    return DATA / "labels" / f"{dataset}.csv"
+
+
+def label_rejects_file(dataset: str) -> Path:
+    """What the annotate stage could not turn into labelled crops, and why."""
+    return DATA / "labels" / f"{dataset}-rejects.csv"
+
+
+def demo_video(dataset: str) -> Path:
+    """The ch 22 demo video built from a dataset's test faces (its truth CSV goes beside it)."""
+    return DATA / "demo" / f"{dataset}.avi"

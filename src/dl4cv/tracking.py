@@ -11,7 +11,8 @@ import dataclasses
 import logging
 import os
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT_NAME = "dl4cv"
 ARTIFACTS_DIR = "mlartifacts"
+METRICS_PER_BATCH = 1000  # the most MLflow accepts in one log_batch request
 
 
 def repo_root() -> Path:
@@ -43,8 +45,11 @@ def _mlflow():
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri())
     if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
-        location = None
-        if tracking_uri().startswith("sqlite:"):
+        location = None  # a server (http://...) keeps artifacts where it was told to
+        # A database used directly would put them in ./mlruns of the working directory, for
+        # `dvc exp run --temp` a copy deleted afterwards: keep them in the repository.
+        scheme = tracking_uri().split(":", 1)[0].split("+", 1)[0]  # postgresql+psycopg2
+        if scheme in ("sqlite", "postgresql", "mysql", "mssql"):
             location = (repo_root() / ARTIFACTS_DIR).as_uri()
         mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=location)
     mlflow.set_experiment(EXPERIMENT_NAME)
@@ -102,6 +107,24 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     import mlflow
 
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_metric_history(history: dict[str, Sequence[float]], steps: Sequence[int]) -> None:
+    """Log `history[name][step - 1]` at each 1-based step, a thousand values per request:
+    log_metrics costs one store round trip per step (tens of ms on sqlite)."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    run_id = mlflow.active_run().info.run_id
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(name, float(values[step - 1]), now, step)
+        for name, values in history.items()
+        for step in steps
+    ]
+    client = mlflow.MlflowClient()
+    for start in range(0, len(metrics), METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
 
 
 def log_artifact(path: Path, folder: str | None = None) -> None:

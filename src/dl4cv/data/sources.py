@@ -17,6 +17,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -130,18 +132,25 @@ def fetch(dataset: Dataset, dest: Path, mirror: Path | None = None, **http) -> F
                 f".source.url is empty); point {MIRROR_ENV} at a folder whose {MANIFEST} "
                 f"lists {dataset.name!r}"
             )
-        if not source.sha256:
+        if not (source.sha256 or source.content_sha256):
             raise DownloadError(
                 f"datasets.{dataset.name}.source.sha256 is empty: refusing to trust an "
-                f"unverified download of {source.url}"
+                f"unverified download of {source.url} (an archive its host regenerates may "
+                "declare content_sha256 instead)"
             )
         if mirror:
             log.info("mirror %s has no %r entry; using the official source", mirror, dataset.name)
         target = dest / (source.filename or Path(urllib.parse.urlparse(source.url).path).name)
-        if not _already_verified(target, source.sha256):
-            download(source.url, target, source.sha256, **http)
+        if not _already_verified(target, source.sha256, source):
+            download(source.url, target, source.sha256, content=source, **http)
+        # The bytes' checksum is recorded either way, so a run still says which file it read.
         fetched = Fetched(
-            dataset.name, target.name, source.sha256, "official", source.url, asdict(source)
+            dataset.name,
+            target.name,
+            source.sha256 or sha256sum(target),
+            "official",
+            source.url,
+            asdict(source),
         )
     fetched.write(dest)
     return fetched
@@ -150,15 +159,25 @@ def fetch(dataset: Dataset, dest: Path, mirror: Path | None = None, **http) -> F
 def _mirror_source(official: Source, entry: dict, manifest: Path) -> Source:
     """The mirror's file description: its own format and checksum, official layout otherwise."""
     fields = {k: entry[k] for k in ("format", "sha256", "root", "splits", "classes") if k in entry}
-    merged = {**asdict(official), **fields, "url": None, "filename": None}
+    # The mirror's file is verified by its own sha256 (its images may be re-encoded).
+    merged = {**asdict(official), **fields, "url": None, "filename": None, "content_sha256": None}
     try:
         return build(Source, merged, f"{manifest}")
     except ConfigError as exc:
         raise DownloadError(str(exc)) from None
 
 
-def _already_verified(path: Path, sha256: str) -> bool:
-    if path.exists() and sha256sum(path) == sha256:
+def _already_verified(path: Path, sha256: str | None, content: Source | None = None) -> bool:
+    if not path.exists():
+        return False
+    if sha256 is None and content is not None:
+        try:
+            matches = content_sha256(path, content) == content.content_sha256
+        except DownloadError:
+            matches = False
+    else:
+        matches = sha256sum(path) == sha256
+    if matches:
         log.info("%s: already present and verified, skipping", path)
         return True
     return False
@@ -182,13 +201,18 @@ def _copy_verified(src: Path, target: Path, sha256: str) -> None:
 def download(
     url: str,
     target: Path,
-    sha256: str,
+    sha256: str | None,
     *,
+    content: Source | None = None,
     timeout: float = 30.0,
     retries: int = 4,
     backoff: float = 1.0,
 ) -> None:
-    """Download `url` to `target`, retrying transient failures with exponential backoff."""
+    """Download `url` to `target`, retrying transient failures with exponential backoff.
+
+    Verified against `sha256`, or, when that is None, against `content.content_sha256`."""
+    if sha256 is None and (content is None or not content.content_sha256):
+        raise ValueError(f"{url}: no sha256 and no content_sha256 to verify the download")
     with atomic_path(target) as tmp:
         for attempt in range(retries + 1):
             try:
@@ -202,7 +226,10 @@ def download(
                 wait = backoff * 2**attempt
                 log.warning("%s: %s; retrying in %.1f s", url, exc, wait)
                 time.sleep(wait)
-        _verify(tmp, sha256, url)
+        if sha256 is None:
+            _verify_content(tmp, content, url)
+        else:
+            _verify(tmp, sha256, url)
 
 
 def _download_once(url: str, tmp: Path, timeout: float) -> None:
@@ -236,6 +263,40 @@ def _verify(path: Path, sha256: str, origin: str) -> None:
         raise DownloadError(
             f"{origin}: checksum mismatch (expected sha256 {sha256}, got {actual}); "
             "the file was discarded"
+        )
+
+
+def content_sha256(path: Path, source: Source) -> str:
+    """The sha256 of the dataset's images inside a zip, however the archive was packed.
+
+    One line `name<TAB>sha256 of the bytes` per image of the layout (`root`, `splits`,
+    `classes`: the members preprocess reads), names relative to `root`, sorted. GitHub
+    rebuilds /archive/ zips (other compression, timestamps, order: other bytes); this only
+    changes when a file of the dataset does, or a file is added or removed."""
+    from dl4cv.data.loaders import layout_entries
+
+    prefix = source.root.strip("/") + "/" if source.root else ""
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [i.filename for i in archive.infolist() if not i.is_dir()]
+            entries = layout_entries(names, source.root, source.splits, source.classes)
+            if not entries:
+                raise DownloadError(f"{path}: no images under the declared class folders")
+            for entry in entries:  # sorted by name
+                member = hashlib.sha256(archive.read(entry.name)).hexdigest()
+                digest.update(f"{entry.name[len(prefix) :]}\t{member}\n".encode())
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DownloadError(f"{path}: not a readable zip archive ({exc})") from None
+    return digest.hexdigest()
+
+
+def _verify_content(path: Path, source: Source, origin: str) -> None:
+    actual = content_sha256(path, source)
+    if actual != source.content_sha256:
+        raise DownloadError(
+            f"{origin}: the images inside differ from the declared ones (expected "
+            f"content_sha256 {source.content_sha256}, got {actual}); the file was discarded"
         )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from dl4cv.config import ConfigError, load_params
 from dl4cv.data.sources import DownloadError
+from dl4cv.detection.video import VideoError
 
 
 def main(stage: str, run: Callable[..., object], what: str | None = None) -> None:
@@ -26,6 +27,6 @@ def main(stage: str, run: Callable[..., object], what: str | None = None) -> Non
             run(params)
         else:
             run(getattr(args, what), params)
-    except (ConfigError, DownloadError, FileNotFoundError) as exc:
+    except (ConfigError, DownloadError, FileNotFoundError, VideoError) as exc:
         logging.getLogger(stage).error("%s", exc)
         sys.exit(1)
