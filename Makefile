@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src stages tests bench
 
 test: $(STAMP) lint
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 clean-venv:
 	rm -rf $(VENV)

@@ -98,3 +98,9 @@ def mlflow_store(
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end pipeline test (minutes of `dvc exp run`) goes first: under `make test`
+    (pytest-xdist, a worker per core) it then runs beside the rest of the suite, not after it."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
