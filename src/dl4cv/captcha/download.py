@@ -27,7 +27,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict
-from http.client import HTTPException
 from pathlib import Path
 
 import cv2
@@ -36,7 +35,7 @@ from tqdm import tqdm
 
 from dl4cv.captcha.generator import CaptchaGenerator
 from dl4cv.config import CAPTCHA, CaptchaSource
-from dl4cv.data.sources import DownloadError, Fetched
+from dl4cv.data.sources import DownloadError, Fetched, TransientError, http_errors
 from dl4cv.fileio import atomic_path, read_json, write_json, write_text
 from dl4cv.preprocessing import DecodeError, ImageDecoder
 
@@ -51,8 +50,7 @@ MAX_BYTES = 5 << 20  # a captcha is a few kB: anything this large is not one
 _MAGIC = {b"\x89PNG": ".png", b"\xff\xd8": ".jpg", b"BM": ".bmp", b"II*\x00": ".tif"}
 
 
-class _Transient(Exception):
-    """A failure worth retrying after a pause."""
+_Transient = TransientError  # a failure worth retrying after a pause
 
 
 class _Rejected(Exception):
@@ -233,26 +231,16 @@ def _get(url: str, timeout: float) -> bytes:
         url, headers={"User-Agent": "dl4cv", "Cache-Control": "no-cache"}
     )
     deadline = time.monotonic() + timeout
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            chunks, size = [], 0
-            while chunk := response.read(64 << 10):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_BYTES:
-                    raise _Rejected(f"larger than {MAX_BYTES} bytes", b"".join(chunks))
-                if time.monotonic() > deadline:
-                    raise _Transient(f"no complete answer within {timeout} s")
-            return b"".join(chunks)
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code in (408, 429):
-            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise _Transient(f"{type(reason).__name__}: {reason}") from None
-    except HTTPException as exc:  # IncompleteRead and friends: the body was cut short
-        raise _Transient(f"{type(exc).__name__}: {exc}") from None
+    with http_errors(url), urllib.request.urlopen(request, timeout=timeout) as response:
+        chunks, size = [], 0
+        while chunk := response.read(64 << 10):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise _Rejected(f"larger than {MAX_BYTES} bytes", b"".join(chunks))
+            if time.monotonic() > deadline:
+                raise _Transient(f"no complete answer within {timeout} s")
+        return b"".join(chunks)
 
 
 def _decodes(decoder: ImageDecoder, data: bytes) -> bool:

@@ -19,6 +19,8 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from http.client import HTTPException
 from pathlib import Path
@@ -42,6 +44,26 @@ class DownloadError(RuntimeError):
 
 class _Transient(Exception):
     """A failure worth retrying (timeout, reset connection, 5xx, truncated body)."""
+
+
+TransientError = _Transient  # for other downloaders (the captcha source) that retry the same way
+
+
+@contextmanager
+def http_errors(url: str) -> Iterator[None]:
+    """Sort what urllib raises: worth a retry (timeout, reset, 5xx, 408/429, a body cut short:
+    `TransientError`) or final (other 4xx: `DownloadError` naming the URL)."""
+    try:
+        yield
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code in (408, 429):
+            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise _Transient(f"{type(reason).__name__}: {reason}") from None
+    except HTTPException as exc:  # IncompleteRead and friends: the body was cut short
+        raise _Transient(f"{type(exc).__name__}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -234,25 +256,19 @@ def download(
 
 def _download_once(url: str, tmp: Path, timeout: float) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "dl4cv"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
-            length = response.headers.get("Content-Length")
-            expected = int(length) if length and length.isdigit() else None
-            received = 0
-            with _progress(expected, Path(urllib.parse.urlparse(url).path).name) as bar:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as exc:
-        if exc.code >= 500 or exc.code in (408, 429):
-            raise _Transient(f"HTTP {exc.code} {exc.reason}") from None
-        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise _Transient(f"{type(reason).__name__}: {reason}") from None
-    except HTTPException as exc:  # IncompleteRead and friends: the body was cut short
-        raise _Transient(f"{type(exc).__name__}: {exc}") from None
+    with (
+        http_errors(url),
+        urllib.request.urlopen(request, timeout=timeout) as response,
+        open(tmp, "wb") as out,
+    ):
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        received = 0
+        with _progress(expected, Path(urllib.parse.urlparse(url).path).name) as bar:
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
     if expected is not None and received != expected:
         raise _Transient(f"truncated: received {received} of {expected} bytes")
 
