@@ -227,7 +227,7 @@ def test_step_decay_drops_the_learning_rate_between_epochs(repo):
 def test_plots_are_real_images(repo):
     root, _ = repo
     for exp_id in EXPERIMENTS:
-        for name in ("confusion_matrix.png", "curves.png"):
+        for name in ("confusion_matrix.png", "curves.png", "learning_rate.png"):
             image = cv2.imread(str(root / "reports" / "experiments" / exp_id / name))
             assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
 

@@ -7,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
+from dl4cv.evaluation import plot_learning_rates
 from dl4cv.training.optimizers import current_learning_rate
 from dl4cv.training.step_decay import (
     learning_rates,
-    plot_learning_rates,
     step_decay,
     step_decay_callback,
     step_decay_schedule,

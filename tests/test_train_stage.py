@@ -29,7 +29,14 @@ PER_CLASS = 16
 SIZE = 16
 EPOCHS = 3
 KNN, SHALLOW = "knn_toy", "shallownet_toy"
-REPORT_FILES = ("metrics.json", "report.txt", "confusion_matrix.png", "curves.png", "history.csv")
+REPORT_FILES = (
+    "metrics.json",
+    "report.txt",
+    "confusion_matrix.png",
+    "curves.png",
+    "learning_rate.png",
+    "history.csv",
+)
 PER_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
 
 RAW_PARAMS = {

@@ -108,6 +108,20 @@ def plot_curves(path: Path, history: dict[str, list[float]], title: str) -> None
     _save(fig, path)
 
 
+def plot_learning_rates(path: Path | str, rates: dict[str, list[float]], title: str) -> None:
+    """One line per named schedule, epoch on x (1-based, as the curves plots count): the
+    book's ch 16 plot of a step decay; a run without epochs (k-NN) gets an empty plot."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, values in rates.items():
+        ax.plot(range(1, len(values) + 1), values, label=name, drawstyle="steps-post")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    if rates:
+        ax.legend()
+    _save(fig, Path(path))
+
+
 def history_csv(path: Path, history: dict[str, list[float]]) -> None:
     keys = sorted(history)
     buffer = io.StringIO()

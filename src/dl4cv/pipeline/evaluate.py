@@ -82,6 +82,9 @@ def run(exp_id: str, params: Params) -> dict:
         out / "confusion_matrix.png", y_test, y_pred, processed.classes, title
     )
     evaluation.plot_curves(out / "curves.png", history, title)
+    evaluation.plot_learning_rates(  # ch 16: the schedule, epoch by epoch
+        out / "learning_rate.png", {exp_id: history["lr"]} if history.get("lr") else {}, title
+    )
     evaluation.history_csv(out / "history.csv", history)
 
     with tracking.run(exp_id, run_id=info["run_id"]):
@@ -105,6 +108,7 @@ def run(exp_id: str, params: Params) -> dict:
             "report.txt",
             "confusion_matrix.png",
             "curves.png",
+            "learning_rate.png",
             "history.csv",
         ):
             tracking.log_artifact(out / name, "report")

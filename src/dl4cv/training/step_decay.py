@@ -14,11 +14,8 @@ optimizer's learning rate to be a plain float, not a schedule.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import keras
-
-from dl4cv.fileio import atomic_path
 
 
 def step_decay(epoch: int, initial_lr: float, factor: float, drop_every: int) -> float:
@@ -63,24 +60,6 @@ def learning_rates(
         lr = float(schedule(epoch, lr))
         rates.append(lr)
     return rates
-
-
-def plot_learning_rates(path: Path | str, rates: dict[str, list[float]], title: str) -> None:
-    """One line per named schedule, epoch on x (1-based, as the curves plots count)."""
-    from dl4cv.evaluation import plt  # imported there with the Agg backend (no display)
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, values in rates.items():
-        ax.plot(range(1, len(values) + 1), values, label=name, drawstyle="steps-post")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("learning rate")
-    ax.set_title(title)
-    if rates:
-        ax.legend()
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
 
 
 def _check(initial_lr: float, factor: float, drop_every: int) -> None:
