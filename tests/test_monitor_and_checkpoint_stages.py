@@ -108,6 +108,9 @@ def test_a_fresh_training_starts_an_empty_improvements_folder(fresh_project):
 
 
 def test_monitor_off_leaves_an_empty_declared_folder(fresh_project):
+    stale = paths.monitor_dir(SHALLOW) / "history.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"loss": [9.0]}')  # left by an earlier training with the monitor on
     train.run(SHALLOW, make_params())
     assert paths.monitor_dir(SHALLOW).is_dir()
     assert list(paths.monitor_dir(SHALLOW).iterdir()) == []

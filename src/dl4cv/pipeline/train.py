@@ -58,11 +58,13 @@ def run(exp_id: str, params: Params) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     resume_dir(exp_id).mkdir(parents=True, exist_ok=True)  # a declared output, even for k-NN
-    monitor_dir(exp_id).mkdir(parents=True, exist_ok=True)  # declared too; empty when unused
     fingerprint = _fingerprint(exp, params.seed, dataset)
     state = (
         resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs) if exp.is_keras else None
     )
+    if state is None or not state.completed:  # the monitor's files of another training go
+        shutil.rmtree(monitor_dir(exp_id), ignore_errors=True)
+    monitor_dir(exp_id).mkdir(parents=True, exist_ok=True)  # declared too; empty when unused
     rejects = rejects_file(dataset)
     n_rejects = max(0, len(rejects.read_text().splitlines()) - 1) if rejects.exists() else 0
 
