@@ -12,17 +12,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from dl4cv.preprocessing.simple import INTERPOLATIONS
+from dl4cv.preprocessing.simple import INTERPOLATIONS, check_target
 
 
 class AspectAwarePreprocessor:
     def __init__(self, width: int, height: int, interpolation: str = "area") -> None:
-        if width < 1 or height < 1:
-            raise ValueError(f"width and height must be >= 1, got {width}x{height}")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}"
-            )
+        check_target(width, height, interpolation)
         self.width = width
         self.height = height
         self.interpolation = interpolation

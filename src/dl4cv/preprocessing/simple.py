@@ -13,14 +13,19 @@ INTERPOLATIONS = {
 }
 
 
+def check_target(width: int, height: int, interpolation: str) -> None:
+    """The resize target every preprocessor here validates the same way."""
+    if width < 1 or height < 1:
+        raise ValueError(f"width and height must be >= 1, got {width}x{height}")
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}"
+        )
+
+
 class SimplePreprocessor:
     def __init__(self, width: int, height: int, interpolation: str = "area") -> None:
-        if width < 1 or height < 1:
-            raise ValueError(f"width and height must be >= 1, got {width}x{height}")
-        if interpolation not in INTERPOLATIONS:
-            raise ValueError(
-                f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}"
-            )
+        check_target(width, height, interpolation)
         self.width = width
         self.height = height
         self.interpolation = interpolation
