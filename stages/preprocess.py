@@ -1,7 +1,6 @@
 """Stage `preprocess` (see dvc.yaml): `python stages/preprocess.py <dataset>`."""
 
-from dl4cv.pipeline import preprocess
 from dl4cv.pipeline.cli import main
 
 if __name__ == "__main__":
-    main("preprocess", preprocess.run, "dataset")
+    main("preprocess", "dl4cv.pipeline.preprocess", "dataset")

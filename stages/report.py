@@ -1,7 +1,6 @@
 """Stage `report` (see dvc.yaml): `python stages/report.py` — the book's figures against ours."""
 
-from dl4cv import report
 from dl4cv.pipeline.cli import main
 
 if __name__ == "__main__":
-    main("report", report.run)
+    main("report", "dl4cv.report")

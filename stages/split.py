@@ -1,7 +1,6 @@
 """Stage `split` (see dvc.yaml): `python stages/split.py <dataset>`."""
 
-from dl4cv.pipeline import split
 from dl4cv.pipeline.cli import main
 
 if __name__ == "__main__":
-    main("split", split.run, "dataset")
+    main("split", "dl4cv.pipeline.split", "dataset")

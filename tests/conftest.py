@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Stages run cold in tests (no background server outliving them); test_warmstart turns it on.
+os.environ.setdefault("DL4CV_WARM", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 
