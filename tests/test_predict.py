@@ -26,7 +26,7 @@ LOAD = "shallownet_load_toy"
 
 def params_with(prediction: dict):
     raw = copy.deepcopy(RAW_PARAMS)
-    raw["predictions"] = {LOAD: prediction}
+    raw["predictions"] = {LOAD: {"dataset": DATASET, **prediction}}
     return parse_params(raw, source="test params")
 
 
@@ -94,6 +94,10 @@ def test_a_missing_model_is_named(trained):
         ({"chapter": 13, "experiment": "knn_toy"}, r"not one of the Keras experiments"),
         ({"chapter": 13, "experiment": SHALLOW, "samples": 0}, r"samples: expected"),
         ({"chapter": 13, "experiment": SHALLOW, "colour": 1}, r"colour: unknown key"),
+        (
+            {"chapter": 13, "experiment": SHALLOW, "dataset": "mnist"},
+            r"predictions.shallownet_load_toy.dataset: expected 'toy', the dataset of experiment",
+        ),
     ],
 )
 def test_prediction_settings_are_checked(prediction, message):

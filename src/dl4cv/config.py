@@ -321,6 +321,8 @@ class Prediction:
     id: str = field(metadata={"from_key": True})
     chapter: int
     experiment: str  # a Keras experiment of `experiments`, trained first
+    # The experiment's dataset, named again so dvc.yaml can depend on exactly its files.
+    dataset: str
     samples: int = 10  # test images drawn at random (seeded)
     seed: int = 42
 
@@ -713,6 +715,11 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
             raise ConfigError(
                 f"{source}: predictions.{pred.id}.experiment: {pred.experiment!r} is not one of "
                 f"the Keras experiments {keras_ids}"
+            )
+        if pred.dataset != exp.dataset:
+            raise ConfigError(
+                f"{source}: predictions.{pred.id}.dataset: expected {exp.dataset!r}, the "
+                f"dataset of experiment {exp.id!r}, got {pred.dataset!r}"
             )
     return params
 

@@ -11,9 +11,10 @@ import sys
 from dl4cv import warmstart
 
 
-def main(stage: str, target: str, what: str | None = None) -> None:
-    """Run `run(<id>, params)` for the id given on the command line, or `run(params)` when the
-    stage works on the whole project (`what` is None: it takes no argument, e.g. `report`).
+def main(stage: str, target: str, what: str | None = None, many: bool = False) -> None:
+    """Run `run(<id>, params)` for the id given on the command line (`run([<id>...], params)`
+    with `many`), or `run(params)` when the stage works on the whole project (`what` is None: it
+    takes no argument, e.g. `report`).
 
     `target` is `module:function`; it is imported only after the warm server had its chance
     to take the stage, so a stage handed on pays no import here."""
@@ -22,7 +23,9 @@ def main(stage: str, target: str, what: str | None = None) -> None:
     run = getattr(importlib.import_module(module), function or "run")
     parser = argparse.ArgumentParser(prog=f"stages/{stage}.py", description=run.__doc__)
     if what is not None:
-        parser.add_argument(what, help=f"the {what} id, a key of params.yaml")
+        parser.add_argument(
+            what, nargs="+" if many else None, help=f"the {what} id, a key of params.yaml"
+        )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format=f"[{stage}] %(levelname)s %(message)s")
     logging.getLogger("absl").setLevel(logging.ERROR)

@@ -48,6 +48,14 @@ HISTORY_FILE = "history.csv"
 MAX_LOGGED_STEPS = 1000
 
 
+def run_group(exercise_ids: list[str], params: Params) -> list[dict]:
+    """Run several exercises in one process (each is seconds of work after a few seconds of
+    imports); every id is checked before the first one runs."""
+    for exercise_id in exercise_ids:
+        params.exercise(exercise_id)
+    return [run(exercise_id, params) for exercise_id in exercise_ids]
+
+
 def run(exercise_id: str, params: Params) -> dict:
     """Write reports/experiments/<exercise>/: metrics.json, report.txt and plots/; log them to
     an MLflow run named by the exercise."""
