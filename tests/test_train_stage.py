@@ -7,19 +7,22 @@ import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import joblib
 import keras
 import numpy as np
 import pytest
 from mlflow import MlflowClient
 
 from dl4cv import backend, paths, tracking
-from dl4cv.config import Params, SplitSpec, Subset, parse_params
+from dl4cv.config import ConfigError, Params, SplitSpec, Subset, parse_params
 from dl4cv.data.formats import ProcessedDataset, write_rejects
 from dl4cv.data.loaders import Reject
 from dl4cv.data.sources import Fetched, sha256sum
-from dl4cv.data.splits import make_split
+from dl4cv.data.splits import Split, make_split
 from dl4cv.fileio import read_json, write_json
 from dl4cv.pipeline import evaluate, train
+from dl4cv.training.inputs import scale_pixels
+from dl4cv.training.predictions import PREDICT_BATCH, PREDICTIONS_FILE, Predictions
 from dl4cv.training.state import BEST_FILE, STATE_FILE
 from tests.conftest import blob_image, migrated_store
 
@@ -118,6 +121,13 @@ def artifacts(client: MlflowClient, run_id: str, folder: str) -> list[str]:
     return sorted(a.path for a in client.list_artifacts(run_id, folder))
 
 
+def held_out(root: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The test split's images and labels, read as train reads them."""
+    processed = ProcessedDataset.load(root / paths.processed_file(DATASET))
+    split = Split.from_json(read_json(root / paths.split_file(DATASET)))
+    return processed.images[split.test], processed.labels[split.test]
+
+
 def outputs(exp_id: str) -> SimpleNamespace:
     """Everything a train + evaluate pair wrote for one experiment, read back from disk."""
     model = paths.model_dir(exp_id)
@@ -158,7 +168,7 @@ def project(tmp_path_factory: pytest.TempPathFactory):
 def test_shallownet_writes_its_model_and_history(project):
     out = project.root / paths.model_dir(SHALLOW)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [train.FINAL_KERAS, BEST_FILE, train.HISTORY_FILE, train.RUN_FILE]
+        [train.FINAL_KERAS, BEST_FILE, PREDICTIONS_FILE, train.HISTORY_FILE, train.RUN_FILE]
     )
     run = project.runs[SHALLOW][-1]
     info = read_json(out / train.RUN_FILE)
@@ -178,6 +188,22 @@ def test_shallownet_writes_its_model_and_history(project):
     model = keras.models.load_model(out / train.FINAL_KERAS)
     assert model.output_shape == (None, len(CLASSES))
     assert model.input_shape == (None, SIZE, SIZE, 3)
+
+
+def test_saved_predictions_are_what_the_saved_models_predict(project):
+    """predictions.npz, all that evaluate reads, holds the test outputs of model.keras and
+    best.keras exactly: as evaluate computed them when it loaded the models itself."""
+    out = project.root / paths.model_dir(SHALLOW)
+    saved = Predictions.load(out / PREDICTIONS_FILE)
+    x_test, y_test = held_out(project.root)
+    np.testing.assert_array_equal(saved.y_true, y_test)
+    assert saved.classes == CLASSES
+    for name, outputs in ((train.FINAL_KERAS, saved.final), (BEST_FILE, saved.best)):
+        model = keras.models.load_model(out / name)
+        expected = model.predict(scale_pixels(x_test), batch_size=PREDICT_BATCH, verbose=0)
+        assert outputs.dtype == np.float32, name
+        np.testing.assert_array_equal(outputs, expected, err_msg=name)
+    np.testing.assert_allclose(saved.final.sum(axis=1), 1.0, rtol=1e-5)  # softmax
 
 
 def test_shallownet_report(project):
@@ -254,6 +280,13 @@ def test_knn_stage(project):
     out = project.root / paths.model_dir(KNN)
     assert (out / train.FINAL_KNN).is_file()
     assert not (out / train.FINAL_KERAS).exists()
+    # k-NN's own labels, as evaluate predicted them from the saved model
+    saved = Predictions.load(out / PREDICTIONS_FILE)
+    x_test, y_test = held_out(project.root)
+    labels = joblib.load(out / train.FINAL_KNN).predict(x_test.reshape(len(x_test), -1))
+    np.testing.assert_array_equal(saved.final, labels)
+    np.testing.assert_array_equal(saved.y_true, y_test)
+    assert saved.best is None and saved.classes == CLASSES
     assert run.history == {}
     assert run.info["epochs"] == 0
     m = run.metrics
@@ -357,8 +390,14 @@ def test_killed_trainings_resume_only_with_the_same_params(fresh_project, monkey
     assert [m.value for m in logged] == pytest.approx(history["loss"])
     assert artifacts(client, killed_run, "model") == ["model/best.keras", "model/model.keras"]
 
-    # Evaluating the final model now would fail: this proves the best checkpoint is read.
-    (paths.model_dir(SHALLOW) / train.FINAL_KERAS).unlink()
+    # Evaluate reads models/<exp>/model/ only (no dataset), and there the best outputs: the
+    # final ones, made all wrong, would score 0.
+    shutil.rmtree("data")
+    saved = Predictions.load(paths.model_dir(SHALLOW) / PREDICTIONS_FILE)
+    wrong = np.roll(np.eye(len(CLASSES), dtype=np.float32)[saved.y_true], 1, axis=1)
+    Predictions(saved.y_true, saved.classes, wrong, saved.best).save(
+        paths.model_dir(SHALLOW) / PREDICTIONS_FILE
+    )
     metrics = evaluate.run(SHALLOW, params)
     assert metrics["checkpoint"] == "best"
     assert metrics["accuracy"] > 0.8
@@ -394,3 +433,17 @@ def test_a_killed_training_resumes_when_its_mlflow_run_is_gone(
     assert run.data.params["model.name"] == "shallownet"
     assert [m.step for m in client.get_metric_history(info["run_id"], "loss")] == [3]
     assert read_json(paths.resume_dir(SHALLOW) / STATE_FILE)["run_id"] == info["run_id"]
+
+
+def test_best_checkpoint_without_saved_best_outputs_names_the_experiment(in_tmp):
+    """A training that kept no best checkpoint cannot be evaluated on it: a one-line config
+    error, before any MLflow run is touched."""
+    model = paths.model_dir(SHALLOW)
+    labels = np.array([0, 1, 2])
+    Predictions(labels, CLASSES, np.eye(3, dtype=np.float32)).save(model / PREDICTIONS_FILE)
+    write_json(model / train.RUN_FILE, {"run_id": "no-such-run", "epochs": 0})
+    write_json(model / train.HISTORY_FILE, {})
+    params = make_params(**{SHALLOW: {"evaluate": {"checkpoint": "best"}}})
+    with pytest.raises(ConfigError, match=rf"^experiments\.{SHALLOW}\.evaluate\.checkpoint: "):
+        evaluate.run(SHALLOW, params)
+    assert not paths.report_dir(SHALLOW).exists()

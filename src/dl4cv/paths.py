@@ -8,6 +8,10 @@ DATA = Path("data")
 MODELS = Path("models")
 REPORTS = Path("reports")
 
+# Written by train into model_dir, read by evaluate (which imports neither train nor Keras).
+RUN_FILE = "run.json"  # the MLflow run id, epochs, timing
+HISTORY_FILE = "history.json"  # the per-epoch metrics
+
 
 def raw_dir(dataset: str) -> Path:
     return DATA / "raw" / dataset

@@ -22,8 +22,8 @@ from dl4cv.config import CAPTCHA, Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.fileio import atomic_path, read_json, write_json, write_text
 from dl4cv.paths import model_dir, processed_file, report_dir
-from dl4cv.pipeline.evaluate import PREDICT_BATCH
 from dl4cv.pipeline.train import FINAL_KERAS, RUN_FILE
+from dl4cv.training.predictions import PREDICT_BATCH
 from dl4cv.training.state import BEST_FILE
 
 log = logging.getLogger(__name__)

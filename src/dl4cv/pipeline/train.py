@@ -9,8 +9,10 @@ import logging
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import joblib
+import numpy as np
 
 from dl4cv import backend, nn, tracking, training
 from dl4cv.config import Params
@@ -19,6 +21,8 @@ from dl4cv.data.sources import read_descriptor, sha256sum
 from dl4cv.data.splits import Split
 from dl4cv.fileio import atomic_path, read_json, write_json
 from dl4cv.paths import (
+    HISTORY_FILE,
+    RUN_FILE,
     model_dir,
     monitor_dir,
     processed_file,
@@ -27,25 +31,29 @@ from dl4cv.paths import (
     resume_dir,
     split_file,
 )
-from dl4cv.training.inputs import arrays_for
+from dl4cv.training.inputs import arrays_for, scale_pixels
 from dl4cv.training.knn import fit_knn
+from dl4cv.training.predictions import PREDICT_BATCH, PREDICTIONS_FILE, Predictions
 from dl4cv.training.state import BEST_FILE, resumable_state
+
+if TYPE_CHECKING:
+    import keras
 
 log = logging.getLogger(__name__)
 
 FINAL_KERAS = "model.keras"
 FINAL_KNN = "model.joblib"
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.json"
 
 
 def run(exp_id: str, params: Params) -> dict:
-    """Write models/<experiment>/model/ (final model, best checkpoint, history, run id)."""
+    """Write models/<experiment>/model/ (final model, best checkpoint, test-set predictions,
+    history, run id)."""
     exp = params.experiment(exp_id)
     dataset = exp.dataset
     processed = ProcessedDataset.load(processed_file(dataset))
     split = Split.from_json(read_json(split_file(dataset)))
     fetched = read_descriptor(raw_dir(dataset))
+    x_test, y_test = processed.images[split.test], processed.labels[split.test]
     if exp.is_keras:
         from dl4cv.training.callbacks import MLflowMetrics  # loads Keras: networks only
         from dl4cv.training.fit import IMPROVEMENTS_DIR, check_runner, fit_keras
@@ -102,6 +110,9 @@ def run(exp_id: str, params: Params) -> dict:
                 joblib.dump(model, tmp)
             history: dict[str, list[float]] = {}
             train_seconds = time.perf_counter() - started
+            predictions = Predictions(
+                y_test, processed.classes, model.predict(x_test.reshape(len(x_test), -1))
+            )
         else:
             state.run_id = active.info.run_id
             resumed_from = state.completed
@@ -127,6 +138,13 @@ def run(exp_id: str, params: Params) -> dict:
                 model.save(tmp)
             if state.best_file:
                 shutil.copyfile(resume_dir(exp_id) / state.best_file, out / BEST_FILE)
+            predictions = _network_predictions(
+                model,
+                out / BEST_FILE if state.best_file else None,
+                x_test,
+                y_test,
+                processed.classes,
+            )
             improvements = resume_dir(exp_id) / IMPROVEMENTS_DIR
             if exp.train.checkpoint == "improvements" and improvements.is_dir():
                 shutil.copytree(improvements, out / IMPROVEMENTS_DIR)
@@ -149,6 +167,7 @@ def run(exp_id: str, params: Params) -> dict:
             "wall_seconds": time.perf_counter() - started,
             "fingerprint": fingerprint,
         }
+        predictions.save(out / PREDICTIONS_FILE)
         write_json(out / HISTORY_FILE, history)
         write_json(out / RUN_FILE, info)
         tracking.log_metrics({"train_seconds": train_seconds})
@@ -156,6 +175,26 @@ def run(exp_id: str, params: Params) -> dict:
             tracking.log_artifact(out / name, "model")
     log.info("%s: trained in %.1f s (MLflow run %s)", exp_id, train_seconds, info["run_id"])
     return info
+
+
+def _network_predictions(
+    model: keras.Model,
+    best_file: Path | None,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    classes: list[str],
+) -> Predictions:
+    """Softmax outputs on the test images, scaled as in training, of the final model and of the
+    best checkpoint: what evaluate scores, so that it never has to load Keras."""
+    import keras  # loaded by the fit already
+
+    images = scale_pixels(x_test)
+
+    def softmax(network: keras.Model) -> np.ndarray:
+        return network.predict(images, batch_size=PREDICT_BATCH, verbose=0).astype(np.float32)
+
+    best = softmax(keras.models.load_model(best_file)) if best_file else None
+    return Predictions(y_test, classes, softmax(model), best)
 
 
 def _fingerprint(exp, seed: int, dataset: str) -> str:
