@@ -95,6 +95,7 @@ def heavy_imports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[st
     shutil.copyfile(migrated_store(tmp_path_factory), root / "mlflow.db")
     env = {
         **os.environ,
+        "DL4CV_WARM": "0",  # measured cold: a warm worker has everything preloaded
         "PYTHONPATH": str(REPO / "src"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         MIRROR_ENV: str(mirror),
