@@ -19,6 +19,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from dl4cv.errors import InputError
+
 PARAMS_FILE = "params.yaml"
 SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are unsigned 32-bit integers
 # The largest side of a processed image: the book's are 28 to 64 pixels; a larger side than
@@ -26,7 +28,7 @@ SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are unsigned 32-bit int
 MAX_SIDE = 4096
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """params.yaml does not describe a valid pipeline."""
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dl4cv.config import ConfigError, Dataset, Source, build
+from dl4cv.errors import InputError
 from dl4cv.fileio import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ DESCRIPTOR = "dataset.json"
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A dataset file could not be obtained or failed verification."""
 
 
