@@ -297,7 +297,7 @@ def content_sha256(path: Path, source: Source) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = [i.filename for i in archive.infolist() if not i.is_dir()]
-            entries = layout_entries(names, source.root, source.splits, source.classes)
+            entries = layout_entries(names, source.root, source.splits, source.classes).entries
             if not entries:
                 raise DownloadError(f"{path}: no images under the declared class folders")
             for entry in entries:  # sorted by name
