@@ -78,6 +78,9 @@ IMAGE_SIDE = {
 }
 
 
+IMAGE_ZIPS = ("image-folder-zip", "smiles-github-zip")  # formats read by the image loader
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a dataset comes from; `format` tells the preprocess stage how to read it."""
@@ -103,7 +106,7 @@ class Source:
     content_sha256: str | None = None
 
     def __post_init__(self) -> None:
-        if self.content_sha256 and self.format not in ("image-folder-zip", "smiles-github-zip"):
+        if self.content_sha256 and self.format not in IMAGE_ZIPS:
             raise ConfigError(
                 f"content_sha256: only for image zip archives, not format {self.format!r}"
             )

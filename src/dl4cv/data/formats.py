@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dl4cv.config import ImageSpec, Preprocess
+from dl4cv.config import IMAGE_ZIPS, ImageSpec, Preprocess
 from dl4cv.data.loaders import LoadedImages, Reject, SimpleDatasetLoader, ZipSource
 from dl4cv.data.sources import DownloadError, Fetched, sha256sum
 from dl4cv.errors import DatasetError
@@ -87,7 +87,7 @@ def read_raw(
         )
     source = fetched.source
     fmt = source["format"]
-    if fmt in ("image-folder-zip", "smiles-github-zip"):
+    if fmt in IMAGE_ZIPS:
         return _read_image_zip(path, source, image, options, progress, fetched.dataset)
     if fmt == "keras-npz":
         arrays = _read_npz(path, fmt, ["x_train", "y_train", "x_test", "y_test"])
