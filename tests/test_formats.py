@@ -437,6 +437,19 @@ def test_processed_dataset_load_missing_says_what_to_run(tmp_path: Path):
         ProcessedDataset.load(tmp_path / "nope.npz")
 
 
+def test_damaged_processed_dataset_is_one_clear_error(tmp_path: Path):
+    path = tmp_path / "animals.npz"
+    path.write_bytes(b"PK\x03\x04 cut short")  # a zip's first bytes, then nothing
+    with pytest.raises(DatasetError, match=r"animals\.npz: not a processed dataset file \(a dam"):
+        ProcessedDataset.load(path)
+    np.savez(path, labels=np.arange(3))
+    with pytest.raises(DatasetError) as info:
+        ProcessedDataset.load(path)
+    assert str(info.value) == (
+        f"{path}: not a processed dataset file (no array images, classes, ids, origin)"
+    )
+
+
 def test_write_rejects_csv_content(tmp_path: Path):
     rejects = [
         Reject("animals/cats/a.jpg", "DecodeError: empty file"),

@@ -782,10 +782,11 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     profile = raw.get("profile", "book")
-    # Build both profiles, so a typo in a `quick:` block fails under `profile: book` too.
+    params = _build_profile(raw, profile, source)
+    # Build the other profile too, so a typo in a `quick:` block fails under `profile: book`;
+    # second, so an error of the shared settings is not reported as the other profile's.
     for other in {"book", "quick"} - {profile}:
         _build_profile(raw, other, source)
-    params = _build_profile(raw, profile, source)
     for exp in params.experiments.values():
         if exp.dataset not in params.dataset_names():
             raise ConfigError(

@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import tarfile
-import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 
 from dl4cv.config import IMAGE_ZIPS, ImageSpec, Preprocess
 from dl4cv.data.loaders import LoadedImages, Reject, SimpleDatasetLoader, ZipSource
+from dl4cv.data.npz import PROCESSED, read_npz
 from dl4cv.data.sources import DownloadError, Fetched, sha256sum
 from dl4cv.errors import DatasetError
 from dl4cv.fileio import atomic_path, write_text
@@ -57,14 +57,14 @@ class ProcessedDataset:
     def load(cls, path: Path) -> ProcessedDataset:
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing; run the preprocess stage first (dvc repro)")
-        with np.load(path, allow_pickle=False) as npz:
-            return cls(
-                npz["images"],
-                npz["labels"],
-                npz["classes"].tolist(),
-                npz["ids"].tolist(),
-                npz["origin"].tolist(),
-            )
+        arrays = read_npz(path, PROCESSED, ["images", "labels", "classes", "ids", "origin"])
+        return cls(
+            arrays["images"],
+            arrays["labels"],
+            arrays["classes"].tolist(),
+            arrays["ids"].tolist(),
+            arrays["origin"].tolist(),
+        )
 
 
 def write_rejects(path: Path, rejects: list[Reject]) -> None:
@@ -90,7 +90,7 @@ def read_raw(
     if fmt in IMAGE_ZIPS:
         return _read_image_zip(path, source, image, options, progress, fetched.dataset)
     if fmt == "keras-npz":
-        arrays = _read_npz(path, fmt, ["x_train", "y_train", "x_test", "y_test"])
+        arrays = read_npz(path, fmt, ["x_train", "y_train", "x_test", "y_test"])
         x = np.concatenate([arrays["x_train"], arrays["x_test"]])
         y = np.concatenate([arrays["y_train"], arrays["y_test"]]).reshape(-1)
         origin = ["train"] * len(arrays["x_train"]) + ["test"] * len(arrays["x_test"])
@@ -98,7 +98,7 @@ def read_raw(
     elif fmt == "cifar10-python":
         x, y, classes, origin = _read_cifar10_python(path)
     elif fmt == "sklearn-digits":
-        arrays = _read_npz(path, fmt, ["images", "labels"])
+        arrays = read_npz(path, fmt, ["images", "labels"])
         # 0..16 intensities: a min-max scale to 0..255 keeps one pixel convention everywhere.
         x = np.rint(arrays["images"].astype(np.float32) * (255 / 16)).astype(np.uint8)
         y, classes, origin = arrays["labels"], [str(c) for c in range(10)], [""] * len(x)
@@ -124,21 +124,6 @@ def check_fits_in_memory(path: Path, count: int, image: ImageSpec, dataset: str)
 
 def _size(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
-def _read_npz(path: Path, fmt: str, keys: list[str]) -> dict[str, np.ndarray]:
-    """The named arrays of an .npz, or one line saying why the file is not the expected one."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in keys if key not in npz.files]
-            if not missing:
-                return {key: npz[key] for key in keys}
-    except (ValueError, TypeError, AttributeError):
-        # Neither an .npz nor an .npy (NumPy's message then speaks of pickles), or one array.
-        raise DatasetError(f"{path}: not a {fmt} file (not an .npz archive of arrays)") from None
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DatasetError(f"{path}: not a {fmt} file (a damaged .npz archive: {exc})") from None
-    raise DatasetError(f"{path}: not a {fmt} file (no array {', '.join(missing)})")
 
 
 def _read_image_zip(

@@ -382,7 +382,16 @@ def _verify_content(path: Path, source: Source, origin: str) -> None:
 
 
 def _progress(total: int | None, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, mininterval=1.0, leave=False)
+    # disable=None: only on a terminal, so a log (dvc repro's, a failure's) holds no bar debris
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        mininterval=1.0,
+        leave=False,
+        disable=None,
+    )
 
 
 def _write_bundled_digits(dataset: Dataset, dest: Path) -> Fetched:
