@@ -332,7 +332,7 @@ def test_ints_are_accepted_for_floats_and_stored_as_floats():
         (
             lambda r: set_key(r, "datasets.mnist.image.width", 0),
             "datasets.mnist.image.width",
-            "expected an integer in 1..4096, got 0 (a processed dataset is one in-memory array",
+            "expected an integer in 1..4096, got 0",
         ),
         (
             lambda r: set_key(r, "datasets.mnist.image.height", 100000),

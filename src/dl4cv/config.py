@@ -39,7 +39,7 @@ class Bounds:
     gt: float | None = None
     ge: float | None = None
     le: float | None = None
-    why: str = ""  # said after the value when the reason for a bound is not obvious
+    why: str = ""  # the reason for `le`, said after a value above it
 
     def check(self, value: float | None, tp: Any, path: str) -> None:
         if value is None or (
@@ -60,7 +60,8 @@ class Bounds:
             expected = f"{what} in [{self.ge}, {self.le}]"
         raise ConfigError(
             f"{path}: expected {expected}{' or null' if type(None) in types_ else ''}, "
-            f"got {value}" + (f" ({self.why})" if self.why else "")
+            f"got {value}"
+            + (f" ({self.why})" if self.why and self.le is not None and value > self.le else "")
         )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import re
 import struct
 import threading
 import zipfile
@@ -94,10 +93,8 @@ def layout_entries(
                 rejects.append(Reject(path, place))
             continue
         label, split = place
-        if path.endswith("/"):
-            found.setdefault(label, set()).add(path)
-        else:
-            found.setdefault(label, set()).add(path.rpartition("/")[0] + "/")
+        found.setdefault(label, set()).add(path[: path.rindex("/") + 1])
+        if not path.endswith("/"):
             entries.append(Entry(path, label, split))
     for folder, label in (classes or {}).items():  # declared, but no trace in the tree
         if not found[label]:
@@ -134,7 +131,7 @@ def _place(
 def _unsafe(path: str) -> str | None:
     """Why a member name would point outside the tree if it were ever extracted, or None."""
     name = path.replace("\\", "/")
-    if name.startswith("/") or re.match(r"[A-Za-z]:", name):
+    if name.startswith("/") or name[1:2] == ":":  # /etc/x, C:/x
         return "unsafe name: an absolute path"
     parts = name.removesuffix("/").split("/")
     if ".." in parts:
@@ -200,13 +197,17 @@ class ZipSource:
         self._shadowed = sorted(name for name, count in counts.items() if count > 1)
         with open(self.path, "rb") as fh:
             self._map = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self._layout: Layout | None = None
 
     def layout(self) -> Layout:
-        found = layout_entries(list(self._infos), self.root, self.splits, self.classes)
-        shadowed = [
-            Reject(n, "a second member of this name: only the last is read") for n in self._shadowed
-        ]
-        return Layout(found.entries, shadowed + found.rejects, found.classes)
+        if self._layout is None:  # once: preprocess sizes the dataset before loading it
+            found = layout_entries(list(self._infos), self.root, self.splits, self.classes)
+            shadowed = [
+                Reject(n, "a second member of this name: only the last is read")
+                for n in self._shadowed
+            ]
+            self._layout = Layout(found.entries, shadowed + found.rejects, found.classes)
+        return self._layout
 
     def read(self, entry: Entry) -> bytes:
         info = self._infos[entry.name]
