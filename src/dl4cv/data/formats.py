@@ -9,6 +9,7 @@ unpickled unless it is byte for byte the file that was declared.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import logging
 import os
@@ -180,7 +181,7 @@ def _read_cifar10_python(path: Path) -> tuple[np.ndarray, np.ndarray, list[str],
         found, classes = _read_cifar10_batches(path)
     except (
         tarfile.TarError,
-        OSError,  # gzip.BadGzipFile
+        gzip.BadGzipFile,
         EOFError,
         zlib.error,
         pickle.UnpicklingError,

@@ -120,12 +120,16 @@ def _place(
         split = split_of[head]
     folder, sep, _ = rel.rpartition("/")
     if classes:
-        label = classes.get(folder)
-        expected = "a declared class folder (" + ", ".join(f"{c}/" for c in sorted(classes)) + ")"
-    else:
-        label = folder if sep and folder and "/" not in folder else None
-        expected = f"a class folder ({prefix}{'<split>/' if split_of else ''}<class>/<file>)"
-    return (label, split) if label is not None else f"not in {expected}"
+        if folder not in classes:
+            return (
+                "not in a declared class folder ("
+                + ", ".join(f"{c}/" for c in sorted(classes))
+                + ")"
+            )
+        return classes[folder], split
+    if not sep or not folder or "/" in folder:
+        return f"not in a class folder ({prefix}{'<split>/' if split_of else ''}<class>/<file>)"
+    return folder, split
 
 
 def _unsafe(path: str) -> str | None:
