@@ -52,7 +52,7 @@ import yaml  # noqa: E402
 
 from dl4cv.config import Params, SplitSpec, parse_params  # noqa: E402
 from dl4cv.data.formats import ProcessedDataset  # noqa: E402
-from dl4cv.data.loaders import Entry, SimpleDatasetLoader, layout_entries  # noqa: E402
+from dl4cv.data.loaders import Entry, Layout, SimpleDatasetLoader, layout_entries  # noqa: E402
 from dl4cv.data.splits import make_split  # noqa: E402
 from dl4cv.preprocessing import (  # noqa: E402
     ImageDecoder,
@@ -76,7 +76,7 @@ class PackSource:
             names = npz["names"].tolist()
         self.index = {name: i for i, name in enumerate(names)}
 
-    def entries(self) -> list[Entry]:
+    def layout(self) -> Layout:
         return layout_entries(list(self.index), None, SPLITS, None)
 
     def read(self, entry: Entry) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,8 +41,9 @@ class CaptchaServer:
     """Answers GET /captcha with a fresh captcha PNG, unless the script says otherwise.
 
     `script` holds one action per request, consumed in order: ("status", code), ("stall", s),
-    ("garbage", bytes), ("repeat", n) (the bytes of the n-th captcha served); when it is empty,
-    `then` decides: "fresh" captchas or ("status", code) forever.
+    ("garbage", bytes), ("repeat", n) (the bytes of the n-th captcha served), ("drip", s) (a
+    fresh captcha, one byte every s seconds); when it is empty, `then` decides: "fresh"
+    captchas or ("status", code) forever.
     """
 
     def __init__(self) -> None:
@@ -71,12 +73,24 @@ class CaptchaServer:
                         self.send_error(action[1])
                     elif action[0] == "stall":
                         server.release.wait(action[1])
+                    elif action[0] == "drip":
+                        self._drip(png(10_000), action[1])
                     else:  # "ok" or "garbage": a 200 with these bytes
                         self.send_response(200)
                         self.send_header("Content-Type", "image/png")
                         self.send_header("Content-Length", str(len(action[1])))
                         self.end_headers()
                         self.wfile.write(action[1])
+
+            def _drip(self, body: bytes, seconds: float) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                for byte in body:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    if server.release.wait(seconds):
+                        return
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -150,6 +164,17 @@ def test_a_rerun_resumes_after_the_server_gives_out(server, tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in after[:2]} == first  # kept, not rewritten
     assert download_captchas(server.url, 5, tmp_path, **FAST) == 0  # complete: nothing to do
     assert server.requests == 3
+
+
+def test_an_answer_trickled_a_byte_at_a_time_misses_its_deadline_and_is_retried(server, tmp_path):
+    """Each byte arrives well within the 0.5 s socket timeout; only the per-answer deadline,
+    checked as the bytes trickle in, ends the attempt (not after the whole PNG, minutes)."""
+    server.script = [("drip", 0.05), "fresh"]
+    start = time.monotonic()
+    assert download_captchas(server.url, 1, tmp_path, **FAST) == 1
+    assert time.monotonic() - start < 3.0
+    assert server.requests == 2
+    assert [p.read_bytes() for p in image_files(tmp_path)] == server.served
 
 
 def test_garbage_only_gives_up_and_saves_nothing(server, tmp_path):

@@ -286,6 +286,70 @@ def test_ints_are_accepted_for_floats_and_stored_as_floats():
             "experiments.lenet_mnist.quick",
             "expected a mapping of overrides",
         ),
+        # numbers out of range: each names its key, the range and the value
+        (
+            lambda r: set_key(r, "experiments.lenet_mnist.optimizer.learning_rate", -0.01),
+            "experiments.lenet_mnist.optimizer.learning_rate",
+            "expected a number > 0, got -0.01",
+        ),
+        (
+            lambda r: set_key(r, "experiments.lenet_mnist.optimizer.learning_rate", 0),
+            "experiments.lenet_mnist.optimizer.learning_rate",
+            "expected a number > 0, got 0.0",
+        ),
+        (
+            lambda r: set_key(r, "experiments.lenet_mnist.optimizer.momentum", -0.9),
+            "experiments.lenet_mnist.optimizer.momentum",
+            "expected a number in [0, 1], got -0.9",
+        ),
+        (
+            lambda r: set_key(r, "experiments.lenet_mnist.optimizer.decay", -0.01),
+            "experiments.lenet_mnist.optimizer.decay",
+            "expected a number >= 0, got -0.01",
+        ),
+        (
+            lambda r: set_key(r, "experiments.lenet_mnist.model.n_neighbors", 0),
+            "experiments.lenet_mnist.model.n_neighbors",
+            "expected an integer >= 1, got 0",
+        ),
+        (
+            lambda r: set_key(r, "experiments.lenet_mnist.model.hidden", [256, 0]),
+            "experiments.lenet_mnist.model.hidden",
+            "expected layer sizes >= 1, got [256, 0]",
+        ),
+        (
+            lambda r: set_key(r, "experiments.lenet_mnist.chapter", -14),
+            "experiments.lenet_mnist.chapter",
+            "expected an integer >= 1, got -14",
+        ),
+        (lambda r: set_key(r, "seed", -1), "seed", "expected an integer in 0..4294967295, got -1"),
+        (lambda r: set_key(r, "seed", 2**32), "seed", "in 0..4294967295, got 4294967296"),
+        (
+            lambda r: set_key(r, "datasets.mnist.split.random_state", -42),
+            "datasets.mnist.split.random_state",
+            "expected an integer in 0..4294967295, got -42",
+        ),
+        (
+            lambda r: set_key(r, "datasets.mnist.image.width", 0),
+            "datasets.mnist.image.width",
+            "expected an integer in 1..4096, got 0",
+        ),
+        (
+            lambda r: set_key(r, "datasets.mnist.image.height", 100000),
+            "datasets.mnist.image.height",
+            "expected an integer in 1..4096, got 100000 (a processed dataset is one in-memory "
+            "array of N x height x width x channels bytes",
+        ),
+        (
+            lambda r: set_key(r, "datasets.mnist.subset", {"max_train": 0}),
+            "datasets.mnist.subset.max_train",
+            "expected an integer >= 1 or null, got 0",
+        ),
+        (
+            lambda r: set_key(r, "preprocess.workers", -2),
+            "preprocess.workers",
+            "expected an integer >= 0, got -2",
+        ),
     ],
 )
 def test_invalid_params_fail_with_full_key_path(mutate, path: str, expected: str):
@@ -323,11 +387,76 @@ def test_load_params_reports_missing_file_and_bad_yaml(tmp_path: Path):
         load_params(tmp_path / "params.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("profile: [book\nseed: 1\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+    with pytest.raises(ConfigError) as info:
         load_params(bad)
+    assert str(info.value) == (  # one line, where the stage prints it
+        f"{bad}: not valid YAML: line 2, column 5: expected ',' or ']', but got ':'"
+    )
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(minimal("quick")))
     assert load_params(good).experiment("lenet_mnist").train.epochs == 3
+
+
+def test_a_bad_number_in_a_quick_block_fails_under_the_book_profile_too():
+    raw = set_key(minimal("book"), "experiments.lenet_mnist.quick.optimizer.learning_rate", -1)
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw, source="params.yaml")
+    assert str(info.value) == (
+        "params.yaml (with profile quick applied): experiments.lenet_mnist.optimizer."
+        "learning_rate: expected a number > 0, got -1.0"
+    )
+
+
+def test_exercise_settings_numbers_are_bounded_too():
+    raw = {
+        **minimal(),
+        "exercises": {
+            "blobs": {
+                "chapter": 9,
+                "kind": "gradient_descent",
+                "settings": {
+                    "alpha": 0.01,
+                    "epochs": 10,
+                    "split": {"method": "random"},
+                    "blobs": {"n_samples": 0},
+                },
+            }
+        },
+    }
+    with pytest.raises(
+        ConfigError, match=r"exercises\.blobs\.settings\.blobs\.n_samples: expected"
+    ):
+        parse_params(raw)
+
+
+def test_duplicate_keys_are_refused_with_both_lines(tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    text = yaml.safe_dump(minimal(), sort_keys=False)
+    path.write_text(text + "seed: 8\n")  # PyYAML alone would keep 8 without a word
+    first = text.splitlines().index("seed: 7") + 1
+    last = len(text.splitlines()) + 1
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert str(info.value) == (
+        f"{path}: line {last}: duplicate key 'seed' (first on line {first}); "
+        "YAML would keep only the last value"
+    )
+    nested = "a:\n  b: {c: 1, c: 2}\n"  # also within one line, and at any depth
+    path.write_text(nested)
+    with pytest.raises(ConfigError, match=r"line 2: duplicate key 'c' \(first on line 2\)"):
+        load_params(path)
+
+
+def test_yaml_merge_keys_may_override_what_they_merge(tmp_path: Path):
+    raw = minimal()
+    text = yaml.safe_dump(raw, sort_keys=False).replace(
+        "  lenet_mnist:\n", "  lenet_mnist: &base\n", 1
+    )
+    text += "  lenet_fast:\n    <<: *base\n    chapter: 15\n"
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    params = load_params(path)
+    assert params.experiment("lenet_fast").chapter == 15
 
 
 def test_lookup_of_undeclared_names_lists_the_declared_ones():

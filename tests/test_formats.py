@@ -19,6 +19,7 @@ from dl4cv.config import Dataset, ImageSpec, Preprocess, Source, SplitSpec
 from dl4cv.data.formats import ProcessedDataset, read_raw, write_rejects
 from dl4cv.data.loaders import Reject
 from dl4cv.data.sources import DownloadError, Fetched, fetch, sha256sum
+from dl4cv.errors import DatasetError
 from tests.conftest import blob_image, encode, make_image_zip
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]
@@ -161,7 +162,7 @@ def test_cifar10_python_archive_missing_batches_is_rejected(tmp_path: Path):
             "cifar-10-batches-py/test_batch",
             cifar_batch(np.zeros((1, 32, 32, 3), np.uint8), [0]),
         )
-    with pytest.raises(DownloadError, match=r"not a CIFAR-10 python archive.*data_batch_1"):
+    with pytest.raises(DatasetError, match=r"not a CIFAR-10 python archive.*data_batch_1"):
         read(describe(path, format="cifar10-python"), tmp_path, ImageSpec(32, 32, 3))
 
 
@@ -198,7 +199,7 @@ def test_planted_pickle_would_run_if_its_checksum_were_trusted(tmp_path: Path):
     path = tmp_path / "cifar-10-python.tar.gz"
     marker = tmp_path / "PWNED"
     planted_archive(path, marker)
-    with pytest.raises(TypeError):
+    with pytest.raises(DatasetError, match="not a readable CIFAR-10 python archive"):
         read(describe(path, format="cifar10-python"), tmp_path, ImageSpec(32, 32, 3))
     assert marker.exists()
 
@@ -222,11 +223,12 @@ def test_image_folder_zip_with_rejects(tmp_path: Path):
     for image_id, label in zip(data.ids, data.labels, strict=True):
         assert data.classes[label] == image_id.split("/")[1]
     assert np.bincount(data.labels).tolist() == [3, 3, 3]
-    assert sorted(r.name for r in data.rejects) == [
-        "animals/cats/corrupt.jpg",
-        "animals/dogs/empty.jpg",
-    ]
-    assert all(r.reason for r in data.rejects)
+    assert {r.name: r.reason.split(":")[0] for r in data.rejects} == {
+        "animals/cats/corrupt.jpg": "DecodeError",
+        "animals/dogs/empty.jpg": "DecodeError",
+        "animals/readme.txt": "not in a class folder (animals/<class>/<file>)",
+        "elsewhere/cats/x.jpg": "outside the dataset's root folder animals/",
+    }
     assert data.origin == [""] * 9
     # each image is the INTER_AREA resize of its decoded file
     with zipfile.ZipFile(path) as archive:
@@ -239,34 +241,140 @@ def test_image_folder_zip_with_rejects(tmp_path: Path):
     np.testing.assert_array_equal(data.images[4], expected)
 
 
-def test_image_zip_with_splits_and_declared_but_empty_class(tmp_path: Path):
-    path = tmp_path / "smiles.zip"
+def smiles_zip(path: Path, negatives: dict[str, bytes] | None = None) -> Fetched:
+    """S/{train,test}/pos/ with two images each, S/train/neg/ holding `negatives`."""
     with zipfile.ZipFile(path, "w") as archive:
         for split in ("train", "test"):
             for i in range(2):
                 img = encode(blob_image(i, size=24, seed=i, channels=1))
                 archive.writestr(f"S/{split}/pos/{i}.jpg", img)
-    fetched = describe(
+        for name, data in (negatives or {}).items():
+            archive.writestr(f"S/train/neg/{name}", data)
+    return describe(
         path,
         format="smiles-github-zip",
         root="S",
         splits={"train": "train", "test": "test"},
         classes={"pos": "smiling", "neg": "not_smiling"},
     )
-    data = read(fetched, tmp_path, ImageSpec(12, 12, 1))
-    assert data.classes == ["not_smiling", "smiling"]  # declared classes all get an index
-    assert data.labels.tolist() == [1, 1, 1, 1]
-    assert data.images.shape == (4, 12, 12, 1)
-    assert sorted(data.origin) == ["test", "test", "train", "train"]
+
+
+def test_image_zip_with_splits_and_declared_classes(tmp_path: Path):
+    negative = encode(blob_image(3, size=24, seed=9, channels=1))
+    data = read(smiles_zip(tmp_path / "smiles.zip", {"0.jpg": negative}), tmp_path, GRAY12)
+    assert data.classes == ["not_smiling", "smiling"]  # sorted, whatever the archive's order
+    assert data.labels.tolist() == [1, 1, 0, 1, 1]
+    assert data.images.shape == (5, 12, 12, 1)
+    assert sorted(data.origin) == ["test", "test", "train", "train", "train"]
     for image_id, origin in zip(data.ids, data.origin, strict=True):
         assert image_id.split("/")[1] == origin
+
+
+GRAY12 = ImageSpec(12, 12, 1)
+
+
+def test_declared_class_without_a_single_file_is_an_error(tmp_path: Path):
+    path = tmp_path / "smiles.zip"
+    with pytest.raises(DatasetError) as info:
+        read(smiles_zip(path), tmp_path, GRAY12)
+    assert str(info.value) == (
+        f"{path}: class 'not_smiling' has no usable image: no file in S/test/neg/, S/train/neg/; "
+        "each class needs at least one"
+    )
+
+
+def test_class_whose_every_file_is_rejected_is_an_error_naming_the_first_reason(tmp_path: Path):
+    path = tmp_path / "smiles.zip"
+    with pytest.raises(DatasetError) as info:
+        read(smiles_zip(path, {"a.jpg": b"", "b.jpg": b"garbage"}), tmp_path, GRAY12)
+    assert str(info.value) == (
+        f"{path}: class 'not_smiling' has no usable image: all 2 files in "
+        "S/train/neg/ were rejected (first: S/train/neg/a.jpg: DecodeError: empty file); "
+        "each class needs at least one"
+    )
+
+
+def test_empty_class_folder_is_an_error(tmp_path: Path):
+    path = make_image_zip(tmp_path / "animals.zip", "animals", 2, ["cats", "dogs"])
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(zipfile.ZipInfo("animals/panda/"), b"")
+    with pytest.raises(DatasetError) as info:
+        read(describe(path, format="image-folder-zip", root="animals"), tmp_path, COLOUR16)
+    assert str(info.value) == (
+        f"{path}: class 'panda' has no usable image: no file in animals/panda/; "
+        "each class needs at least one"
+    )
+
+
+COLOUR16 = ImageSpec(16, 16, 3)
 
 
 def test_image_zip_without_any_image_is_an_error(tmp_path: Path):
     path = make_image_zip(tmp_path / "a.zip", "animals", 2, ["cats"])
     fetched = describe(path, format="image-folder-zip", root="wrong-root")
-    with pytest.raises(DownloadError, match="no images found"):
-        read(fetched, tmp_path, ImageSpec(16, 16, 3))
+    with pytest.raises(DatasetError, match="no images found"):
+        read(fetched, tmp_path, COLOUR16)
+
+
+def test_verified_file_that_is_not_a_zip_is_one_clear_error(tmp_path: Path):
+    path = tmp_path / "animals.zip"
+    path.write_bytes(np.random.default_rng(5).integers(0, 256, 5000, np.uint8).tobytes())
+    fetched = describe(path, format="image-folder-zip", root="animals")  # its sha256 matches
+    with pytest.raises(DatasetError) as info:
+        read(fetched, tmp_path, COLOUR16)
+    assert str(info.value) == f"{path}: not a valid zip archive (File is not a zip file)"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"not an npz at all", "not a keras-npz file (not an .npz archive of arrays)"),
+        ("zip-without-x_test", "not a keras-npz file (no array x_test, y_test)"),
+    ],
+)
+def test_keras_npz_that_is_not_the_expected_arrays_is_one_clear_error(
+    tmp_path: Path, content: bytes | str, expected: str
+):
+    path = tmp_path / "mnist.npz"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        rng = np.random.default_rng(0)
+        np.savez(path, x_train=rng.integers(0, 9, (2, 4, 4)), y_train=np.arange(2))
+    with pytest.raises(DatasetError) as info:
+        read(describe(path, format="keras-npz"), tmp_path, ImageSpec(28, 28, 1))
+    assert str(info.value).startswith(f"{path}: {expected}"), str(info.value)
+
+
+def test_cifar_archive_that_is_not_a_tar_gz_is_one_clear_error(tmp_path: Path):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    path.write_bytes(b"\x1f\x8b" + bytes(200))  # a gzip magic number, then nothing sensible
+    with pytest.raises(DatasetError, match=r"not a readable CIFAR-10 python archive \("):
+        read(describe(path, format="cifar10-python"), tmp_path, ImageSpec(32, 32, 3))
+
+
+def test_dataset_whose_array_would_not_fit_in_memory_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 1024}  # a machine with 4 MiB of memory
+    monkeypatch.setattr("dl4cv.data.formats.os.sysconf", pages.__getitem__)
+    make_keras_npz(tmp_path / "mnist.npz")  # 8 images
+    fetched = describe(tmp_path / "mnist.npz", format="keras-npz")
+    assert read(fetched, tmp_path, ImageSpec(28, 28, 1)).images.shape == (8, 28, 28, 1)
+    with pytest.raises(DatasetError) as info:
+        read(fetched, tmp_path, ImageSpec(1024, 1024, 1))
+    assert str(info.value) == (
+        f"{tmp_path / 'mnist.npz'}: 8 images of 1024x1024x1 need 16.0 MiB of memory (the array "
+        "and the images it is stacked from), more than this machine's 4.0 MiB; lower "
+        f"datasets.{tmp_path.name}.image.width and height"
+    )
+    zipped = make_image_zip(tmp_path / "a.zip", "animals", 8, ["cats"])
+    with pytest.raises(DatasetError, match="8 images of 1024x1024x1 need"):
+        read(
+            describe(zipped, format="image-folder-zip", root="animals"),
+            tmp_path,
+            ImageSpec(1024, 1024, 1),
+        )
 
 
 # --- sklearn digits, unknown formats ------------------------------------------------------------
@@ -327,6 +435,19 @@ def test_processed_dataset_save_load_round_trip(tmp_path: Path):
 def test_processed_dataset_load_missing_says_what_to_run(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="run the preprocess stage"):
         ProcessedDataset.load(tmp_path / "nope.npz")
+
+
+def test_damaged_processed_dataset_is_one_clear_error(tmp_path: Path):
+    path = tmp_path / "animals.npz"
+    path.write_bytes(b"PK\x03\x04 cut short")  # a zip's first bytes, then nothing
+    with pytest.raises(DatasetError, match=r"animals\.npz: not a processed dataset file \(a dam"):
+        ProcessedDataset.load(path)
+    np.savez(path, labels=np.arange(3))
+    with pytest.raises(DatasetError) as info:
+        ProcessedDataset.load(path)
+    assert str(info.value) == (
+        f"{path}: not a processed dataset file (no array images, classes, ids, origin)"
+    )
 
 
 def test_write_rejects_csv_content(tmp_path: Path):

@@ -15,10 +15,12 @@ from dl4cv.data.loaders import (
     Entry,
     FolderSource,
     LoadedImages,
+    Reject,
     SimpleDatasetLoader,
     ZipSource,
     layout_entries,
 )
+from dl4cv.errors import DatasetError
 from dl4cv.preprocessing import ImageDecoder, ImageToArrayPreprocessor, SimplePreprocessor
 from tests.conftest import blob_image, encode
 
@@ -39,8 +41,9 @@ def write_zip(path: Path, files: dict[str, bytes], prefix: str = "") -> Path:
     return path
 
 
-def good_and_bad_tree() -> tuple[dict[str, bytes], set[str], set[str]]:
-    """Class folders with good JPEG/PNG images of several sizes and four kinds of bad file."""
+def good_and_bad_tree() -> tuple[dict[str, bytes], set[str], set[str], set[str]]:
+    """Class folders with good JPEG/PNG images of several sizes, four kinds of bad file, and
+    files outside the class folders."""
     jpeg = encode(blob_image(1, size=64, seed=99))
     good = {
         "cats/000.jpg": encode(blob_image(0, size=40, seed=1)),
@@ -58,7 +61,7 @@ def good_and_bad_tree() -> tuple[dict[str, bytes], set[str], set[str]]:
         "panda/notes.txt": b"these are pandas\n",
     }
     outside = {"README.md": b"# animals\n", "cats/extra/deep.jpg": jpeg}  # not in a class folder
-    return {**good, **bad, **outside}, set(good), set(bad)
+    return {**good, **bad, **outside}, set(good), set(bad), set(outside)
 
 
 def exact_loader(workers: int = 2) -> SimpleDatasetLoader:
@@ -86,16 +89,16 @@ def source_for(kind: str, tmp_path: Path, files: dict[str, bytes], **layout):
 
 @pytest.mark.parametrize("kind", ["folder", "zip"])
 def test_loader_keeps_good_images_and_rejects_every_bad_file(tmp_path: Path, kind: str):
-    files, good, bad = good_and_bad_tree()
+    files, good, bad, outside = good_and_bad_tree()
     source = source_for(kind, tmp_path, files)
     loaded = exact_loader().load(source, progress=False)
     prefix = "" if kind == "folder" else "animals/"
 
     assert isinstance(loaded, LoadedImages)
     assert sorted(loaded.names) == sorted(prefix + n for n in good)
-    assert sorted(r.name for r in loaded.rejects) == sorted(prefix + n for n in bad)
-    in_class_folders = len(good) + len(bad)
-    assert len(loaded.data) + len(loaded.rejects) == in_class_folders  # nothing silently lost
+    assert sorted(r.name for r in loaded.rejects) == sorted(prefix + n for n in bad | outside)
+    assert len(loaded.data) + len(loaded.rejects) == len(files)  # nothing silently lost
+    assert loaded.classes == {c: [f"{prefix}{c}/"] for c in ("cats", "dogs", "panda")}
     assert loaded.data.shape == (len(good), SIZE, SIZE, 3)
     assert loaded.data.dtype == np.uint8
     for i, name in enumerate(loaded.names):
@@ -107,17 +110,19 @@ def test_loader_keeps_good_images_and_rejects_every_bad_file(tmp_path: Path, kin
     assert reasons["cats/empty.jpg"] == "DecodeError: empty file"
     for name in ("cats/corrupt.jpg", "dogs/truncated.jpg", "panda/notes.txt"):
         assert reasons[name].startswith("DecodeError: not a decodable image"), reasons[name]
+    for name in outside:
+        assert reasons[name] == f"not in a class folder ({prefix}<class>/<file>)"
 
 
 @pytest.mark.parametrize("kind", ["folder", "zip"])
 def test_loader_with_fast_decode_and_gray_output(tmp_path: Path, kind: str):
-    files, good, bad = good_and_bad_tree()
+    files, good, bad, outside = good_and_bad_tree()
     loader = SimpleDatasetLoader(
         ImageDecoder(1, (SIZE, SIZE)), [SimplePreprocessor(SIZE, SIZE), ImageToArrayPreprocessor()]
     )
     loaded = loader.load(source_for(kind, tmp_path, files), progress=False)
     assert loaded.data.shape == (len(good), SIZE, SIZE, 1)
-    assert len(loaded.rejects) == len(bad)
+    assert len(loaded.rejects) == len(bad) + len(outside)
     # the class is a bright quadrant: the brightest 8x8 corner names the label
     corners = {"cats": (0, 0), "dogs": (0, 1), "panda": (1, 0)}
     for image, label in zip(loaded.data[..., 0], loaded.labels, strict=True):
@@ -164,7 +169,13 @@ def test_smiles_layout_maps_nested_class_folders(tmp_path: Path):
     assert sorted(loaded.labels) == ["not_smiling"] * 4 + ["smiling"] * 3
     for name, label in zip(loaded.names, loaded.labels, strict=True):
         assert label == ("smiling" if "/positives7/" in name else "not_smiling")
-    assert [r.name for r in loaded.rejects] == [f"{root}/negatives/negatives7/broken.jpg"]
+    assert {r.name: r.reason for r in loaded.rejects} == {
+        "SMILEsmileD-master/README.md": f"outside the dataset's root folder {root}/",
+        f"{root}/negatives/negatives7/broken.jpg": "DecodeError: not a decodable image "
+        "(corrupt or unsupported format)",
+        f"{root}/positives/list.txt": "not in a declared class folder (negatives/negatives7/, "
+        "positives/positives7/)",
+    }
 
 
 @pytest.mark.parametrize("kind", ["folder", "zip"])
@@ -230,8 +241,12 @@ def test_missing_folder_and_broken_archive_fail_early(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="not a folder"):
         FolderSource(tmp_path / "nowhere")
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 this is no zip")
-    with pytest.raises(zipfile.BadZipFile):
+    with pytest.raises(DatasetError) as info:
         ZipSource(tmp_path / "broken.zip")
+    assert (
+        str(info.value)
+        == f"{tmp_path / 'broken.zip'}: not a valid zip archive (File is not a zip file)"
+    )
 
 
 def test_loader_defaults_to_one_worker_per_core():
@@ -244,16 +259,26 @@ def test_loader_defaults_to_one_worker_per_core():
 
 def test_layout_entries_class_per_folder_sorted_and_filtered():
     paths = ["dogs/b.jpg", "cats/a.jpg", "top.txt", "cats/sub/c.jpg", "dogs/a.jpg"]
-    assert layout_entries(paths) == [
+    layout = layout_entries(paths)
+    assert layout.entries == [
         Entry("cats/a.jpg", "cats"),
         Entry("dogs/a.jpg", "dogs"),
         Entry("dogs/b.jpg", "dogs"),
     ]
+    outside = "not in a class folder (<class>/<file>)"
+    assert layout.rejects == [Reject("cats/sub/c.jpg", outside), Reject("top.txt", outside)]
+    assert layout.classes == {"cats": ["cats/"], "dogs": ["dogs/"]}
 
 
 def test_layout_entries_root_prefix_is_required_and_kept_in_names():
     paths = ["animals/cats/a.jpg", "other/cats/b.jpg", "animalsX/cats/c.jpg", "animals/x.txt"]
-    assert layout_entries(paths, root="animals") == [Entry("animals/cats/a.jpg", "cats")]
+    layout = layout_entries(paths, root="animals")
+    assert layout.entries == [Entry("animals/cats/a.jpg", "cats")]
+    assert {r.name: r.reason for r in layout.rejects} == {
+        "animals/x.txt": "not in a class folder (animals/<class>/<file>)",
+        "animalsX/cats/c.jpg": "outside the dataset's root folder animals/",
+        "other/cats/b.jpg": "outside the dataset's root folder animals/",
+    }
 
 
 def test_layout_entries_nested_class_mapping():
@@ -264,15 +289,120 @@ def test_layout_entries_nested_class_mapping():
         "S/negatives/negatives7/deeper/3.jpg",
     ]
     classes = {"positives/positives7": "smiling", "negatives/negatives7": "not_smiling"}
-    assert layout_entries(paths, root="S", classes=classes) == [
+    layout = layout_entries(paths, root="S", classes=classes)
+    assert layout.entries == [
         Entry("S/negatives/negatives7/2.jpg", "not_smiling"),
         Entry("S/positives/positives7/1.jpg", "smiling"),
     ]
+    assert [r.name for r in layout.rejects] == [
+        "S/negatives/negatives7/deeper/3.jpg",
+        "S/positives/1.jpg",
+    ]
+    assert layout.classes == {
+        "not_smiling": ["S/negatives/negatives7/"],
+        "smiling": ["S/positives/positives7/"],
+    }
 
 
 def test_layout_entries_split_mapping_goes_from_split_name_to_folder():
     paths = ["tr/cat/1.png", "te/dog/2.png", "val/dog/3.png", "tr/4.png"]
-    assert layout_entries(paths, splits={"train": "tr", "test": "te"}) == [
+    layout = layout_entries(paths, splits={"train": "tr", "test": "te"})
+    assert layout.entries == [
         Entry("te/dog/2.png", "dog", "test"),
         Entry("tr/cat/1.png", "cat", "train"),
     ]
+    assert {r.name: r.reason for r in layout.rejects} == {
+        "tr/4.png": "not in a class folder (<split>/<class>/<file>)",
+        "val/dog/3.png": "not in a split folder (te/, tr/)",
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("/etc/x.jpg", "unsafe name: an absolute path"),
+        ("/animals/cats/x.jpg", "unsafe name: an absolute path"),
+        ("C:/animals/cats/x.jpg", "unsafe name: an absolute path"),
+        ("../x.jpg", "unsafe name: climbs out of the tree with '..'"),
+        ("animals/../../x.jpg", "unsafe name: climbs out of the tree with '..'"),
+        ("animals/cats/../../../etc/x.jpg", "unsafe name: climbs out of the tree with '..'"),
+        ("animals\\..\\..\\x.jpg", "unsafe name: climbs out of the tree with '..'"),
+        ("animals/./cats/x.jpg", "unsafe name: a '.' or empty path component"),
+        ("animals//cats/x.jpg", "unsafe name: a '.' or empty path component"),
+    ],
+)
+def test_layout_entries_rejects_names_that_could_point_outside_the_tree(name: str, reason: str):
+    layout = layout_entries(["animals/cats/a.jpg", name], root="animals")
+    assert layout.entries == [Entry("animals/cats/a.jpg", "cats")]
+    assert layout.rejects == [Reject(name, reason)]
+    layout = layout_entries(["cats/a.jpg", name])  # no root: `..` would otherwise be a class
+    assert layout.rejects == [Reject(name, reason)]
+    assert list(layout.classes) == ["cats"]
+
+
+def test_layout_entries_sees_empty_and_missing_class_folders():
+    paths = ["animals/", "animals/cats/", "animals/cats/a.jpg", "animals/zebra/", "notes/"]
+    layout = layout_entries(paths, root="animals")
+    assert layout.entries == [Entry("animals/cats/a.jpg", "cats")]
+    assert layout.rejects == []  # folders are not files: nothing to list
+    assert layout.classes == {"cats": ["animals/cats/"], "zebra": ["animals/zebra/"]}
+    declared = layout_entries(
+        ["S/tr/pos/1.jpg"], root="S", splits={"train": "tr"}, classes={"pos": "p", "neg": "n"}
+    )
+    assert declared.classes == {"n": ["S/tr/neg/"], "p": ["S/tr/pos/"]}
+
+
+def test_zip_members_outside_the_class_folders_are_rejected_and_never_written(tmp_path: Path):
+    """Names that climb out or are absolute are listed as rejects; the archive is read in
+    place, so nothing appears where those names point."""
+    escape = tmp_path / "escaped.png"
+    image = encode(blob_image(0, size=SIZE), ".png")
+    members = {
+        "animals/cats/a.png": image,
+        "animals/cats/../../escaped.png": image,
+        str(escape): image,  # an absolute name
+        "animals/README.md": b"readme",
+    }
+    path = write_zip(tmp_path / "a.zip", members)
+    before = sorted(tmp_path.rglob("*"))
+    loaded = exact_loader().load(ZipSource(path, root="animals"), progress=False)
+    assert loaded.names == ["animals/cats/a.png"]
+    assert {r.name: r.reason for r in loaded.rejects} == {
+        str(escape): "unsafe name: an absolute path",
+        "animals/cats/../../escaped.png": "unsafe name: climbs out of the tree with '..'",
+        "animals/README.md": "not in a class folder (animals/<class>/<file>)",
+    }
+    assert sorted(tmp_path.rglob("*")) == before
+    assert not escape.exists()
+
+
+def test_zip_member_name_used_twice_is_rejected_not_silently_shadowed(tmp_path: Path):
+    first = encode(blob_image(0, size=SIZE, seed=1), ".png")
+    second = encode(blob_image(0, size=SIZE, seed=2), ".png")
+    path = tmp_path / "dup.zip"
+    with zipfile.ZipFile(path, "w") as archive, pytest.warns(UserWarning, match="Duplicate"):
+        archive.writestr("cats/a.png", first)
+        archive.writestr("cats/a.png", second)
+    loaded = exact_loader().load(ZipSource(path), progress=False)
+    assert loaded.names == ["cats/a.png"]
+    np.testing.assert_array_equal(loaded.data[0], expected_image(second))
+    assert loaded.rejects == [
+        Reject("cats/a.png", "a second member of this name: only the last is read")
+    ]
+
+
+def test_empty_class_folder_in_a_zip_is_a_class_without_images(tmp_path: Path):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("cats/a.png", encode(blob_image(0, size=SIZE), ".png"))
+        archive.writestr(zipfile.ZipInfo("zebra/"), b"")
+    loaded = exact_loader().load(ZipSource(path), progress=False)
+    assert loaded.labels == ["cats"]
+    assert loaded.classes == {"cats": ["cats/"], "zebra": ["zebra/"]}
+
+
+def test_empty_class_folder_on_disk_is_a_class_without_images(tmp_path: Path):
+    write_folder(tmp_path, {"cats/a.png": encode(blob_image(0, size=SIZE), ".png")})
+    (tmp_path / "zebra").mkdir()
+    loaded = exact_loader().load(FolderSource(tmp_path), progress=False)
+    assert loaded.classes == {"cats": ["cats/"], "zebra": ["zebra/"]}

@@ -65,7 +65,15 @@ def test_params_layout_reads_githubs_smiles_archive(tmp_path: Path):
     assert data.classes == ["not_smiling", "smiling"]
     assert np.bincount(data.labels).tolist() == [5, 3]
     assert data.images.shape == (8, 28, 28, 1) and data.images.dtype == np.uint8
-    assert data.rejects == []
+    # the repository's other files are not images of the set: each is listed, with why
+    root = f"{TOP}/SMILEs/"
+    declared = "not in a declared class folder (negatives/negatives7/, positives/positives7/)"
+    assert {r.name: r.reason for r in data.rejects} == {
+        f"{TOP}/README": f"outside the dataset's root folder {root}",
+        f"{TOP}/smileD/smileD_01.xml": f"outside the dataset's root folder {root}",
+        f"{root}negatives/smiles_01_neg.idx": declared,
+        f"{root}positives/smiles_01_pos.idx": declared,
+    }
     for name, label in zip(data.ids, data.labels, strict=True):
         assert ("/positives7/" in name) == (data.classes[label] == "smiling")
     assert not any(name.endswith((".idx", "README", ".xml")) for name in data.ids)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +24,8 @@ from sklearn.datasets import load_digits
 from dl4cv.config import Dataset, ImageSpec, Source, SplitSpec
 from dl4cv.data.sources import (
     MIRROR_ENV,
+    SPEED_LIMIT,
+    SPEED_TIME,
     DownloadError,
     Fetched,
     download,
@@ -28,6 +35,7 @@ from dl4cv.data.sources import (
     read_descriptor,
     sha256sum,
 )
+from tests.conftest import REPO
 
 FAST = {"timeout": 0.5, "retries": 2, "backoff": 0.01}
 
@@ -37,6 +45,14 @@ def sha(data: bytes) -> str:
 
 
 def payload(n: int = 5000, seed: int = 0) -> bytes:
+    """A file the download stage accepts as an archive: a zip holding `n` random bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("data.bin", garbage(n, seed))
+    return buffer.getvalue()
+
+
+def garbage(n: int = 5000, seed: int = 0) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
 
 
@@ -44,7 +60,8 @@ class Server:
     """A local HTTP server whose answers per path are scripted by each test.
 
     `plan[path]` is a list of actions, one per request (the last one repeats):
-    ("ok", body) | ("status", code) | ("stall", seconds) | ("truncate", body, claimed_length).
+    ("ok", body) | ("status", code) | ("stall", seconds) | ("truncate", body, claimed_length)
+    | ("drip", body, seconds, piece): the body `piece` bytes at a time, `seconds` apart.
     """
 
     def __init__(self) -> None:
@@ -79,7 +96,15 @@ class Server:
                 self.send_header("Content-Type", "application/octet-stream")
                 self.send_header("Content-Length", str(length))
                 self.end_headers()
-                self.wfile.write(body)
+                if kind != "drip":
+                    self.wfile.write(body)
+                    return
+                _, _, seconds, piece = action
+                for start in range(0, len(body), piece):
+                    self.wfile.write(body[start : start + piece])
+                    self.wfile.flush()
+                    if server.release.wait(seconds):
+                        return
 
             def log_message(self, *args) -> None:
                 pass
@@ -236,6 +261,105 @@ def test_unreachable_host_is_a_download_error(tmp_path: Path, server: Server):
             backoff=0.01,
         )
     assert listing(tmp_path) == []
+
+
+def test_server_trickling_bytes_is_given_up_through_the_retry_loop(server: Server, tmp_path: Path):
+    """One byte every 50 ms never trips the 0.5 s socket timeout: only the speed limit (here
+    1000 B/s over 0.4 s) ends each attempt, and the retries then end the download."""
+    body = payload(n=4000, seed=11)  # 200 s at this pace
+    server.plan["/drip.bin"] = [("drip", body, 0.05, 1)]
+    start = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download(
+            server.url("/drip.bin"),
+            tmp_path / "drip.bin",
+            sha(body),
+            timeout=0.5,
+            retries=1,
+            backoff=0.01,
+            speed_limit=1000,
+            speed_time=0.4,
+        )
+    elapsed = time.monotonic() - start
+    message = str(info.value)
+    assert message.startswith(f"{server.url('/drip.bin')}: giving up after 2 attempts: too slow: ")
+    assert message.endswith(" s (the minimum is 1000 B/s over 0.4 s)"), message
+    assert "\n" not in message
+    assert server.requests["/drip.bin"] == 2
+    assert elapsed < 3.0  # two 0.4 s windows, not 200 s
+    assert listing(tmp_path) == []  # no partial file, no temporary left
+
+
+def test_slow_attempt_then_a_good_one_succeeds(server: Server, tmp_path: Path):
+    body = payload(n=3000, seed=12)
+    server.plan["/slow.bin"] = [("drip", body, 0.05, 1), ("ok", body)]
+    download(
+        server.url("/slow.bin"),
+        tmp_path / "slow.bin",
+        sha(body),
+        speed_limit=1000,
+        speed_time=0.3,
+        timeout=0.5,
+        retries=1,
+        backoff=0.01,
+    )
+    assert (tmp_path / "slow.bin").read_bytes() == body
+    assert server.requests["/slow.bin"] == 2
+
+
+def test_a_steady_transfer_above_the_speed_limit_is_not_cut(server: Server, tmp_path: Path):
+    body = payload(n=6400, seed=13)
+    # 256 bytes every 10 ms, about 25 kB/s, checked every 50 ms: even a whole second's pause
+    # of a busy machine between two pieces stays above the 200 B/s minimum
+    server.plan["/steady.bin"] = [("drip", body, 0.01, 256)]
+    download(
+        server.url("/steady.bin"),
+        tmp_path / "steady.bin",
+        sha(body),
+        speed_limit=200,
+        speed_time=0.05,
+        timeout=0.5,
+        retries=0,
+    )
+    assert (tmp_path / "steady.bin").read_bytes() == body
+
+
+def test_speed_limit_defaults_are_curl_like():
+    assert (SPEED_LIMIT, SPEED_TIME) == (1024, 30.0)  # below 1 KiB/s for 30 s: give up
+
+
+def test_temporary_file_of_a_killed_download_is_removed_by_the_next_run(
+    server: Server, tmp_path: Path
+):
+    body = payload(n=2000, seed=14)
+    server.plan["/toy.npz"] = [("drip", body, 0.05, 1), ("ok", body)]
+    dataset = make_dataset(url=server.url("/toy.npz"), sha256=sha(body))
+    dest = tmp_path / "raw"
+    code = (
+        "import sys; from pathlib import Path; from dl4cv.data.sources import download; "
+        "download(sys.argv[1], Path(sys.argv[2]), sys.argv[3], speed_limit=0, retries=0)"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, server.url("/toy.npz"), str(dest / "toy.npz"), sha(body)],
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (server.requests["/toy.npz"] and dest.is_dir() and listing(dest)):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup runs
+        proc.wait()
+    [leftover] = listing(dest)
+    assert leftover.startswith(".toy.npz.") and leftover.endswith(".tmp")
+    fetch(dataset, dest, **FAST)
+    assert listing(dest) == ["dataset.json", "toy.npz"]
+    assert (dest / "toy.npz").read_bytes() == body
 
 
 # --- fetch(): official source -------------------------------------------------------------------
@@ -482,3 +606,65 @@ def test_sklearn_digits_are_bundled_without_network(tmp_path: Path, server: Serv
 def test_read_descriptor_without_download_says_what_to_run(tmp_path: Path):
     with pytest.raises(DownloadError, match="run the download stage"):
         read_descriptor(tmp_path)
+
+
+@pytest.mark.parametrize("content", ["{not json", '["a list"]', '{"dataset": "toy"}'])
+def test_damaged_descriptor_is_one_clear_error(tmp_path: Path, content: str):
+    (tmp_path / "dataset.json").write_text(content)
+    with pytest.raises(DownloadError) as info:
+        read_descriptor(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'dataset.json'}: not a dataset descriptor (")
+    assert message.endswith("); rerun the download stage") and "\n" not in message
+
+
+# --- a verified file that is not the archive its format names -----------------------------------
+
+
+def test_mirror_file_matching_its_sha256_but_not_a_zip_is_refused(tmp_path: Path, server: Server):
+    bad = garbage(seed=20)
+    mirror = make_mirror(
+        tmp_path / "mirror",
+        {"animals.zip": bad},
+        {"animals": {"file": "animals.zip", "sha256": sha(bad), "format": "image-folder-zip"}},
+    )
+    dataset = make_dataset(name="animals", format="image-folder-zip", root="animals")
+    dest = tmp_path / "raw"
+    with pytest.raises(DownloadError) as info:
+        fetch(dataset, dest, mirror, **FAST)
+    assert str(info.value) == (
+        f"{mirror / 'animals.zip'}: not a valid zip archive (File is not a zip file), though "
+        "its sha256 is the declared one: the declaration names the wrong file"
+    )
+    assert listing(dest) == []  # nothing kept, no descriptor for preprocess to trust
+    (mirror / "animals.zip").write_bytes(payload(seed=22))  # the manifest corrected: it works
+    manifest = json.loads((mirror / "mirror.json").read_text())
+    manifest["animals"]["sha256"] = sha(payload(seed=22))
+    (mirror / "mirror.json").write_text(json.dumps(manifest))
+    assert fetch(dataset, dest, mirror, **FAST).sha256 == sha(payload(seed=22))
+
+
+def test_official_download_matching_its_sha256_but_not_an_npz_is_refused(
+    server: Server, tmp_path: Path
+):
+    bad = garbage(seed=21)
+    server.plan["/mnist.npz"] = [("ok", bad)]
+    dataset = make_dataset(name="mnist", url=server.url("/mnist.npz"), sha256=sha(bad))
+    with pytest.raises(DownloadError, match=r"mnist\.npz: not a valid zip archive \(File is not"):
+        fetch(dataset, tmp_path, **FAST)
+    assert listing(tmp_path) == []
+    (tmp_path / "mnist.npz").write_bytes(bad)  # present and sha256-matching: not trusted
+    with pytest.raises(DownloadError, match="not a valid zip archive"):
+        fetch(dataset, tmp_path, **FAST)
+    assert server.requests["/mnist.npz"] == 2
+    assert listing(tmp_path) == ["mnist.npz"]  # what was there is left as it was
+
+
+def test_cifar_download_that_is_not_a_tar_gz_is_refused(server: Server, tmp_path: Path):
+    zipped = payload(seed=22)
+    server.plan["/cifar.tar.gz"] = [("ok", zipped)]
+    dataset = make_dataset(
+        name="cifar", url=server.url("/cifar.tar.gz"), sha256=sha(zipped), format="cifar10-python"
+    )
+    with pytest.raises(DownloadError, match=r"cifar\.tar\.gz: not a valid tar\.gz archive"):
+        fetch(dataset, tmp_path, **FAST)

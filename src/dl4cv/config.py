@@ -19,11 +19,67 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from dl4cv.errors import InputError
+
 PARAMS_FILE = "params.yaml"
+SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are unsigned 32-bit integers
+# The largest side of a processed image: the book's are 28 to 64 pixels; a larger side than
+# this is a typo, not a setting (see IMAGE_SIDE).
+MAX_SIDE = 4096
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """params.yaml does not describe a valid pipeline."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The allowed range of a number field, checked by `_build` so the error names its key."""
+
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
+    why: str = ""  # the reason for `le`, said after a value above it
+
+    def check(self, value: float | None, tp: Any, path: str) -> None:
+        if value is None or (
+            (self.gt is None or value > self.gt)
+            and (self.ge is None or value >= self.ge)
+            and (self.le is None or value <= self.le)
+        ):
+            return
+        types_ = set(typing.get_args(tp)) or {tp}
+        what = "an integer" if int in types_ else "a number"
+        if self.le is None:
+            expected = f"{what} > {self.gt}" if self.ge is None else f"{what} >= {self.ge}"
+        elif self.ge is None:
+            expected = f"{what} in ({self.gt}, {self.le}]"
+        elif int in types_:
+            expected = f"{what} in {self.ge}..{self.le}"
+        else:
+            expected = f"{what} in [{self.ge}, {self.le}]"
+        raise ConfigError(
+            f"{path}: expected {expected}{' or null' if type(None) in types_ else ''}, "
+            f"got {value}"
+            + (f" ({self.why})" if self.why and self.le is not None and value > self.le else "")
+        )
+
+
+def bounded(default: Any = dataclasses.MISSING, **bounds: Any) -> Any:
+    """A dataclass field with `Bounds`: `learning_rate: float = bounded(0.01, gt=0)`."""
+    return field(default=default, metadata={"bounds": Bounds(**bounds)})
+
+
+SEED = {"ge": 0, "le": SEED_MAX}  # bounded(42, **SEED): a seed NumPy accepts
+IMAGE_SIDE = {
+    "ge": 1,
+    "le": MAX_SIDE,
+    "why": f"a processed dataset is one in-memory array of N x height x width x channels "
+    f"bytes: above {MAX_SIDE} pixels a side, one colour image alone would take over 48 MiB",
+}
+
+
+IMAGE_ZIPS = ("image-folder-zip", "smiles-github-zip")  # formats read by the image loader
 
 
 @dataclass(frozen=True)
@@ -51,7 +107,7 @@ class Source:
     content_sha256: str | None = None
 
     def __post_init__(self) -> None:
-        if self.content_sha256 and self.format not in ("image-folder-zip", "smiles-github-zip"):
+        if self.content_sha256 and self.format not in IMAGE_ZIPS:
             raise ConfigError(
                 f"content_sha256: only for image zip archives, not format {self.format!r}"
             )
@@ -59,8 +115,8 @@ class Source:
 
 @dataclass(frozen=True)
 class ImageSpec:
-    width: int
-    height: int
+    width: int = bounded(**IMAGE_SIDE)
+    height: int = bounded(**IMAGE_SIDE)
     channels: Literal[1, 3]
 
 
@@ -71,7 +127,7 @@ class SplitSpec:
     method: Literal["stratified", "random", "official"]
     test_size: float = 0.25
     val_size: float = 0.0
-    random_state: int = 42
+    random_state: int = bounded(42, **SEED)
 
     def __post_init__(self) -> None:
         if not 0 < self.test_size < 1:
@@ -84,8 +140,8 @@ class SplitSpec:
 class Subset:
     """Caps on split sizes (stratified subsample), used by the quick profile."""
 
-    max_train: int | None = None
-    max_test: int | None = None
+    max_train: int | None = bounded(None, ge=1)
+    max_test: int | None = bounded(None, ge=1)
 
 
 @dataclass(frozen=True)
@@ -102,7 +158,7 @@ class Preprocess:
     interpolation: Literal["area", "linear", "cubic", "nearest"] = "area"
     # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the target is that much smaller.
     fast_decode: bool = True
-    workers: int = 0  # 0: one per CPU core
+    workers: int = bounded(0, ge=0)  # 0: one per CPU core
 
 
 @dataclass(frozen=True)
@@ -111,18 +167,22 @@ class ModelSpec:
     batch_norm: bool = True  # minivggnet
     hidden: tuple[int, ...] = (256, 128)  # mlp: hidden layer sizes
     activation: Literal["sigmoid", "relu"] = "sigmoid"  # mlp: hidden activation
-    n_neighbors: int = 1
+    n_neighbors: int = bounded(1, ge=1)
     metric: Literal["euclidean", "manhattan"] = "euclidean"
+
+    def __post_init__(self) -> None:
+        if min(self.hidden, default=1) < 1:
+            raise ConfigError(f"hidden: expected layer sizes >= 1, got {list(self.hidden)}")
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
     name: Literal["sgd", "adam"] = "sgd"
-    learning_rate: float = 0.01
-    momentum: float = 0.0
+    learning_rate: float = bounded(0.01, gt=0)
+    momentum: float = bounded(0.0, ge=0, le=1)  # Keras' SGD accepts [0, 1]
     nesterov: bool = False
     # Keras 2 time-based decay: lr_t = lr0 / (1 + decay * t), t in optimizer steps.
-    decay: float = 0.0
+    decay: float = bounded(0.0, ge=0)
     # The book's ch 16 step decay: lr = lr0 * step_factor ** floor((1 + epoch) / step_every).
     step_factor: float | None = None
     step_every: int = 5
@@ -181,7 +241,7 @@ class EvaluateSpec:
 @dataclass(frozen=True)
 class Experiment:
     id: str = field(metadata={"from_key": True})
-    chapter: int
+    chapter: int = bounded(ge=1)
     dataset: str
     model: ModelSpec
     optimizer: OptimizerSpec = OptimizerSpec()
@@ -204,7 +264,7 @@ class CaptchaSource:
 
     kind: Literal["generator", "http"] = "generator"
     count: int = 500
-    seed: int = 21  # generator
+    seed: int = bounded(21, **SEED)  # generator
     url: str | None = None  # http
     timeout: float = 10.0  # http: seconds per request
     retries: int = 4  # http: consecutive failed attempts tolerated before giving up
@@ -266,7 +326,7 @@ class CaptchaSolve:
 
     experiment: str = "captcha_breaker"
     count: int = 200
-    seed: int = 2021
+    seed: int = bounded(2021, **SEED)
     grid: int = 16  # captchas drawn, annotated, in the solve grid image
 
     def __post_init__(self) -> None:
@@ -319,12 +379,12 @@ class Prediction:
     """The book's ch 13: reload a trained model in a stage of its own and label sample images."""
 
     id: str = field(metadata={"from_key": True})
-    chapter: int
+    chapter: int = bounded(ge=1)
     experiment: str  # a Keras experiment of `experiments`, trained first
     # The experiment's dataset, named again so dvc.yaml can depend on exactly its files.
     dataset: str
     samples: int = 10  # test images drawn at random (seeded)
-    seed: int = 42
+    seed: int = bounded(42, **SEED)
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -346,7 +406,7 @@ class LinearScoringSettings:
 
     image_class: str
     image_index: int = 0  # which image of that class, in the processed dataset's order
-    seed: int = 1
+    seed: int = bounded(1, **SEED)
 
     def __post_init__(self) -> None:
         if self.image_index < 0:
@@ -362,7 +422,7 @@ class LossesWorkedSettings:
     hinge_labels: tuple[str, ...]
     softmax_scores: tuple[float, ...]
     softmax_label: str
-    delta: float = 1.0
+    delta: float = bounded(1.0, ge=0)
 
     def __post_init__(self) -> None:
         width = len(self.classes)
@@ -384,11 +444,11 @@ class LossesWorkedSettings:
 class BlobsSpec:
     """scikit-learn's make_blobs arguments: ch 9's two-class toy data."""
 
-    n_samples: int = 1000
-    n_features: int = 2
-    centers: int = 2
-    cluster_std: float = 1.5
-    random_state: int = 1
+    n_samples: int = bounded(1000, ge=1)
+    n_features: int = bounded(2, ge=1)
+    centers: int = bounded(2, ge=1)
+    cluster_std: float = bounded(1.5, ge=0)
+    random_state: int = bounded(1, **SEED)
 
 
 @dataclass(frozen=True)
@@ -413,12 +473,12 @@ class RegularizationSettings:
     penalty: Literal["none", "l1", "l2"]
     split: SplitSpec  # the book's own 75/25 split (random_state 5), not the dataset's split
     loss: Literal["log_loss", "hinge"] = "log_loss"
-    max_iter: int = 10
+    max_iter: int = bounded(10, ge=1)
     learning_rate: Literal["constant", "optimal", "invscaling", "adaptive"] = "constant"
-    eta0: float = 0.01
+    eta0: float = bounded(0.01, gt=0)
     # null: exactly max_iter epochs, as scikit-learn 0.19 (the book's) ran; a number stops early.
-    tol: float | None = None
-    random_state: int = 42
+    tol: float | None = bounded(None, ge=0)
+    random_state: int = bounded(42, **SEED)
 
 
 @dataclass(frozen=True)
@@ -467,10 +527,10 @@ class VisualizeSettings:
     """Ch 19: the architecture diagram of one of the book's networks."""
 
     model: Literal["lenet", "shallownet", "minivggnet"]
-    width: int
-    height: int
-    depth: int
-    classes: int
+    width: int = bounded(**IMAGE_SIDE)
+    height: int = bounded(**IMAGE_SIDE)
+    depth: int = bounded(ge=1)
+    classes: int = bounded(ge=1)
     renderer: Literal["auto", "graphviz", "matplotlib"] = "auto"  # auto: graphviz if installed
 
 
@@ -514,7 +574,7 @@ EXERCISE_DATASET: dict[str, bool | None] = {  # reads a dataset: always, never, 
 @dataclass(frozen=True)
 class Exercise:
     id: str = field(metadata={"from_key": True})
-    chapter: int
+    chapter: int = bounded(ge=1)
     kind: ExerciseKind
     # Validated by the dataclass EXERCISE_SETTINGS[kind], so each key path names its own kind.
     settings: ExerciseSettings = field(metadata={"schema_by": ("kind", EXERCISE_SETTINGS)})
@@ -639,7 +699,7 @@ class Detect:
 @dataclass(frozen=True)
 class Params:
     profile: Literal["book", "quick"]
-    seed: int
+    seed: int = bounded(**SEED)
     preprocess: Preprocess
     datasets: dict[str, Dataset]
     experiments: dict[str, Experiment]
@@ -676,25 +736,60 @@ class Params:
         return self.exercises[exercise_id]
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a key written twice (an edit
+    by hand beside one by `dvc exp run -S`) would silently drop the first value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` overrides on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = lines.get(key)
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                continue
+            if first is not None:
+                raise ConfigError(
+                    f"line {line}: duplicate key {key!r} (first on line {first}); "
+                    "YAML would keep only the last value"
+                )
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run from the repository root)") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     return parse_params(raw, source=str(path))
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans several lines; a stage reports one."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return where + " ".join(problem.split())
 
 
 def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     profile = raw.get("profile", "book")
-    # Build both profiles, so a typo in a `quick:` block fails under `profile: book` too.
+    params = _build_profile(raw, profile, source)
+    # Build the other profile too, so a typo in a `quick:` block fails under `profile: book`;
+    # second, so an error of the shared settings is not reported as the other profile's.
     for other in {"book", "quick"} - {profile}:
         _build_profile(raw, other, source)
-    params = _build_profile(raw, profile, source)
     for exp in params.experiments.values():
         if exp.dataset not in params.dataset_names():
             raise ConfigError(
@@ -820,6 +915,8 @@ def _build(cls: type, data: Any, path: str, key: str | None = None) -> Any:
                 by, schemas = fld.metadata["schema_by"]
                 tp = schemas[kwargs[by]]
             kwargs[name] = _coerce(tp, data[name], _join(path, name))
+            if "bounds" in fld.metadata:
+                fld.metadata["bounds"].check(kwargs[name], tp, _join(path, name))
         elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{_join(path, name)}: missing required key")
     try:

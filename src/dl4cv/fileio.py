@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,21 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def remove_leftovers(path: str | Path, suffix: str | None = None) -> list[Path]:
+    """Delete the temporary files that killed `atomic_path` writes of `path` left beside it
+    (a kill -9 runs no cleanup); returns them. Call it only where no other process writes
+    `path` at the same time: a stage, which DVC never runs twice at once."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    # mkstemp's names: the prefix, 8 random characters, the suffix
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(suffix or '.tmp')}")
+    stale = sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    for leftover in stale:
+        leftover.unlink(missing_ok=True)
+    return stale
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -233,7 +233,9 @@ def _get(url: str, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     with http_errors(url), urllib.request.urlopen(request, timeout=timeout) as response:
         chunks, size = [], 0
-        while chunk := response.read(64 << 10):
+        # read1: whatever one receive brings, so the deadline is checked while a slow server
+        # trickles its answer (read(n) would wait for all n bytes, one a second)
+        while chunk := response.read1(64 << 10):
             chunks.append(chunk)
             size += len(chunk)
             if size > MAX_BYTES:

@@ -5,14 +5,22 @@ differ from the official one (another format, its own checksum): the manifest sa
 the file is verified just as strictly. The mirror is named by the DL4CV_MIRROR environment
 variable, not by params.yaml, because where bytes come from must not change what they are:
 every file is checked against a declared sha256 either way.
+
+A checksum only says the bytes are the declared ones; the declared ones are then opened as
+the archive their format names, so a manifest that names the wrong file fails here, in one
+line, not as a traceback in preprocess. A server that keeps the connection alive while
+sending next to nothing (one byte a second never trips a socket timeout) is dropped like
+curl's --speed-limit/--speed-time, and the attempt retried.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import logging
 import os
+import tarfile
 import time
 import urllib.error
 import urllib.parse
@@ -22,13 +30,14 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from http.client import HTTPException
+from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 
 from tqdm import tqdm
 
-from dl4cv.config import ConfigError, Dataset, Source, build
-from dl4cv.fileio import atomic_path, write_json
+from dl4cv.config import IMAGE_ZIPS, ConfigError, Dataset, Source, build
+from dl4cv.errors import InputError
+from dl4cv.fileio import atomic_path, remove_leftovers, write_json
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +45,13 @@ MIRROR_ENV = "DL4CV_MIRROR"
 MANIFEST = "mirror.json"
 DESCRIPTOR = "dataset.json"
 CHUNK = 1 << 20
+# An attempt whose transfer stays below SPEED_LIMIT bytes/s for SPEED_TIME seconds is given up
+# (and retried): curl's --speed-limit/--speed-time. The slowest honest mirror moves far more.
+SPEED_LIMIT = 1024
+SPEED_TIME = 30.0
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A dataset file could not be obtained or failed verification."""
 
 
@@ -85,7 +98,12 @@ def read_descriptor(directory: Path) -> Fetched:
     path = directory / DESCRIPTOR
     if not path.exists():
         raise DownloadError(f"{path}: missing; run the download stage first (dvc repro)")
-    return Fetched(**json.loads(path.read_text()))
+    try:
+        return Fetched(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise DownloadError(
+            f"{path}: not a dataset descriptor ({exc}); rerun the download stage"
+        ) from None
 
 
 def sha256sum(path: Path) -> str:
@@ -139,8 +157,9 @@ def fetch(dataset: Dataset, dest: Path, mirror: Path | None = None, **http) -> F
         source = _mirror_source(dataset.source, entry, mirror / MANIFEST)
         target = dest / Path(entry["file"]).name
         location = str(mirror / entry["file"])
-        if not _already_verified(target, source.sha256):
-            _copy_verified(mirror / entry["file"], target, source.sha256)
+        _remove_leftovers(target)
+        if not _already_verified(target, source.sha256, source):
+            _copy_verified(mirror / entry["file"], target, source)
         fetched = Fetched(
             dataset.name, target.name, source.sha256, "mirror", location, asdict(source)
         )
@@ -163,6 +182,7 @@ def fetch(dataset: Dataset, dest: Path, mirror: Path | None = None, **http) -> F
         if mirror:
             log.info("mirror %s has no %r entry; using the official source", mirror, dataset.name)
         target = dest / (source.filename or Path(urllib.parse.urlparse(source.url).path).name)
+        _remove_leftovers(target)
         if not _already_verified(target, source.sha256, source):
             download(source.url, target, source.sha256, content=source, **http)
         # The bytes' checksum is recorded either way, so a run still says which file it read.
@@ -189,23 +209,26 @@ def _mirror_source(official: Source, entry: dict, manifest: Path) -> Source:
         raise DownloadError(str(exc)) from None
 
 
-def _already_verified(path: Path, sha256: str | None, content: Source | None = None) -> bool:
+def _remove_leftovers(target: Path) -> None:
+    for leftover in remove_leftovers(target):
+        log.info("removed %s, left behind by an interrupted download", leftover)
+
+
+def _already_verified(path: Path, sha256: str | None, source: Source) -> bool:
     if not path.exists():
         return False
-    if sha256 is None and content is not None:
-        try:
-            matches = content_sha256(path, content) == content.content_sha256
-        except DownloadError:
-            matches = False
-    else:
-        matches = sha256sum(path) == sha256
-    if matches:
-        log.info("%s: already present and verified, skipping", path)
-        return True
-    return False
+    try:
+        if sha256 is None:
+            _verify_content(path, source, str(path))
+        else:
+            _verify(path, sha256, str(path), source.format)
+    except DownloadError:
+        return False
+    log.info("%s: already present and verified, skipping", path)
+    return True
 
 
-def _copy_verified(src: Path, target: Path, sha256: str) -> None:
+def _copy_verified(src: Path, target: Path, source: Source) -> None:
     if not src.is_file():
         raise DownloadError(f"mirror file {src} does not exist")
     with atomic_path(target) as tmp:
@@ -217,7 +240,7 @@ def _copy_verified(src: Path, target: Path, sha256: str) -> None:
             while chunk := fin.read(CHUNK):
                 fout.write(chunk)
                 bar.update(len(chunk))
-        _verify(tmp, sha256, str(src))
+        _verify(tmp, source.sha256, str(src), source.format)
 
 
 def download(
@@ -229,16 +252,20 @@ def download(
     timeout: float = 30.0,
     retries: int = 4,
     backoff: float = 1.0,
+    speed_limit: float = SPEED_LIMIT,
+    speed_time: float = SPEED_TIME,
 ) -> None:
     """Download `url` to `target`, retrying transient failures with exponential backoff.
 
-    Verified against `sha256`, or, when that is None, against `content.content_sha256`."""
+    An attempt slower than `speed_limit` bytes/s over `speed_time` seconds is one of those.
+    Verified against `sha256`, or, when that is None, against `content.content_sha256`; then
+    opened as the archive `content.format` names."""
     if sha256 is None and (content is None or not content.content_sha256):
         raise ValueError(f"{url}: no sha256 and no content_sha256 to verify the download")
     with atomic_path(target) as tmp:
         for attempt in range(retries + 1):
             try:
-                _download_once(url, tmp, timeout)
+                _download_once(url, tmp, timeout, speed_limit, speed_time)
                 break
             except _Transient as exc:
                 if attempt == retries:
@@ -251,10 +278,12 @@ def download(
         if sha256 is None:
             _verify_content(tmp, content, url)
         else:
-            _verify(tmp, sha256, url)
+            _verify(tmp, sha256, url, content.format if content else None)
 
 
-def _download_once(url: str, tmp: Path, timeout: float) -> None:
+def _download_once(
+    url: str, tmp: Path, timeout: float, speed_limit: float, speed_time: float
+) -> None:
     request = urllib.request.Request(url, headers={"User-Agent": "dl4cv"})
     with (
         http_errors(url),
@@ -265,7 +294,7 @@ def _download_once(url: str, tmp: Path, timeout: float) -> None:
         expected = int(length) if length and length.isdigit() else None
         received = 0
         with _progress(expected, Path(urllib.parse.urlparse(url).path).name) as bar:
-            while chunk := response.read(CHUNK):
+            for chunk in _chunks(response, speed_limit, speed_time):
                 out.write(chunk)
                 received += len(chunk)
                 bar.update(len(chunk))
@@ -273,13 +302,49 @@ def _download_once(url: str, tmp: Path, timeout: float) -> None:
         raise _Transient(f"truncated: received {received} of {expected} bytes")
 
 
-def _verify(path: Path, sha256: str, origin: str) -> None:
+def _chunks(response: HTTPResponse, speed_limit: float, speed_time: float) -> Iterator[bytes]:
+    """The body as it arrives (read1: whatever one receive brings, so a slow body is noticed
+    while it trickles); `TransientError` once a `speed_time` window averages below
+    `speed_limit` bytes/s."""
+    start, counted = time.monotonic(), 0
+    while chunk := response.read1(CHUNK):
+        yield chunk
+        counted += len(chunk)
+        elapsed = time.monotonic() - start
+        if elapsed >= speed_time:
+            if counted < speed_limit * elapsed:
+                raise _Transient(
+                    f"too slow: {counted / elapsed:.0f} B/s for {elapsed:.1f} s (the minimum is "
+                    f"{speed_limit:g} B/s over {speed_time:g} s)"
+                )
+            start, counted = time.monotonic(), 0
+
+
+def _verify(path: Path, sha256: str, origin: str, fmt: str | None) -> None:
     actual = sha256sum(path)
     if actual != sha256:
         raise DownloadError(
             f"{origin}: checksum mismatch (expected sha256 {sha256}, got {actual}); "
             "the file was discarded"
         )
+    check_archive(path, fmt, origin)
+
+
+def check_archive(path: Path, fmt: str | None, origin: str) -> None:
+    """Open `path` as the archive `fmt` names (its index, not every member): a file can match
+    its declared sha256 and still not be one, when the declaration names the wrong file."""
+    kind = "tar.gz" if fmt == "cifar10-python" else "zip"
+    try:
+        if fmt == "cifar10-python":
+            with tarfile.open(path, "r:gz") as tar:
+                tar.next()
+        elif fmt in IMAGE_ZIPS or fmt == "keras-npz":  # an .npz is a zip archive
+            zipfile.ZipFile(path).close()
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise DownloadError(
+            f"{origin}: not a valid {kind} archive ({exc}), though its sha256 is the declared "
+            "one: the declaration names the wrong file"
+        ) from None
 
 
 def content_sha256(path: Path, source: Source) -> str:
@@ -296,7 +361,7 @@ def content_sha256(path: Path, source: Source) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = [i.filename for i in archive.infolist() if not i.is_dir()]
-            entries = layout_entries(names, source.root, source.splits, source.classes)
+            entries = layout_entries(names, source.root, source.splits, source.classes).entries
             if not entries:
                 raise DownloadError(f"{path}: no images under the declared class folders")
             for entry in entries:  # sorted by name
@@ -317,7 +382,16 @@ def _verify_content(path: Path, source: Source, origin: str) -> None:
 
 
 def _progress(total: int | None, desc: str) -> tqdm:
-    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, mininterval=1.0, leave=False)
+    # disable=None: only on a terminal, so a log (dvc repro's, a failure's) holds no bar debris
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        mininterval=1.0,
+        leave=False,
+        disable=None,
+    )
 
 
 def _write_bundled_digits(dataset: Dataset, dest: Path) -> Fetched:

@@ -21,6 +21,7 @@ import numpy as np
 
 from dl4cv.config import WEBCAM
 from dl4cv.detection.faces import Face, annotate
+from dl4cv.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ CODECS = {"mp4v": (".mp4", cv2.CAP_FFMPEG), "MJPG": (".avi", cv2.CAP_OPENCV_MJPE
 DEFAULT_FPS = 30.0  # when the source does not say (most webcams)
 
 
-class VideoError(RuntimeError):
+class VideoError(InputError, RuntimeError):
     """A video that cannot be opened, decoded or written."""
 
 

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from dl4cv import tracking
-from dl4cv.config import WEBCAM, ConfigError, Params
+from dl4cv.config import IMAGE_ZIPS, WEBCAM, ConfigError, Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.loaders import Entry, ZipSource
 from dl4cv.data.sources import DownloadError, read_descriptor
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 DETECT_ID = "smile_detect"  # the record's name under reports/experiments/ and in MLflow
 CHAPTER = 22
 FRAME_FIELDS = ["frame", "face", "x", "y", "w", "h", "label", "probability"]
-IMAGE_ZIPS = ("image-folder-zip", "smiles-github-zip")
 
 
 def build_demo(params: Params) -> dict:

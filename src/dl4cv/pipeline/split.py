@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
 from dl4cv.config import Params
+from dl4cv.data.npz import PROCESSED, read_npz
 from dl4cv.data.splits import Split, make_split
 from dl4cv.fileio import write_json
 from dl4cv.paths import processed_file, split_file
@@ -17,8 +16,12 @@ log = logging.getLogger(__name__)
 def run(dataset: str, params: Params) -> Split:
     """Write data/splits/<dataset>.json."""
     spec = params.dataset(dataset)
-    with np.load(processed_file(dataset), allow_pickle=False) as npz:
-        labels, origin, classes = npz["labels"], npz["origin"].tolist(), npz["classes"].tolist()
+    arrays = read_npz(processed_file(dataset), PROCESSED, ["labels", "origin", "classes"])
+    labels, origin, classes = (
+        arrays["labels"],
+        arrays["origin"].tolist(),
+        arrays["classes"].tolist(),
+    )
     split = make_split(labels, origin, spec.split, spec.subset)
     write_json(
         split_file(dataset), split.to_json(dataset, spec.split, spec.subset, labels, classes)
