@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -44,8 +45,7 @@ SCRIPT = textwrap.dedent(
 @pytest.fixture
 def warm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A private runtime folder and a server that preloads only PyYAML; stopped afterwards."""
-    runtime = tmp_path / "run"
-    runtime.mkdir()
+    runtime = Path(tempfile.mkdtemp(prefix="w", dir="/tmp"))  # short: a socket path is <108 B
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     monkeypatch.setenv("DL4CV_WARM", "1")
     monkeypatch.setenv("DL4CV_WARM_PRELOAD", "yaml")
@@ -56,6 +56,7 @@ def warm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     (work / "script.py").write_text(SCRIPT)
     yield work
     subprocess.run([sys.executable, "-m", "dl4cv.warmstart", "stop"], capture_output=True)
+    shutil.rmtree(runtime, ignore_errors=True)
 
 
 def run_script(work: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -191,7 +192,16 @@ def test_a_warm_training_equals_a_cold_one(warm, mlflow_store, monkeypatch):
     cold = stage("train", "lenet_toy", DL4CV_WARM="0")
     wait_for_server(warm)
     hot = stage("train", "lenet_toy")
-    log = next((warm.parent / "run").rglob("*.log")).read_text()
+    log = next(Path(os.environ["XDG_RUNTIME_DIR"]).rglob("*.log")).read_text()
     assert "stages/train.py lenet_toy: exit 0" in log  # the server's worker ran it
     assert hot == cold
     assert cold["val_accuracy"][-1] > 0.5  # it learned: ten classes, chance is 0.1
+
+
+def test_a_runtime_folder_too_deep_for_a_socket_falls_back_to_tmp(monkeypatch):
+    from dl4cv import warmstart
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
+    assert warmstart.runtime_dir() == Path("/run/user/0") / f"dl4cv-warm-{os.getuid()}"
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/tmp/" + "x" * 90)
+    assert warmstart.runtime_dir() == Path("/tmp") / f"dl4cv-warm-{os.getuid()}"

@@ -58,6 +58,7 @@ ENV_PREFIXES = (
 )
 ENV_NAMES = ("HOME", "LD_LIBRARY_PATH", "LD_PRELOAD", "MPLBACKEND", "MPLCONFIGDIR")
 DEFAULT_IDLE_S = 900.0
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux
 _HEADER = struct.Struct("!I")
 _in_worker = False  # set in a worker: its stage script must run, not be handed on again
 
@@ -118,8 +119,13 @@ def _follow(conn: socket.socket) -> int:
 
 
 def runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
-    return Path(base) / f"dl4cv-warm-{os.getuid()}"
+    """$XDG_RUNTIME_DIR/dl4cv-warm-<uid>, or under /tmp where that would make a socket path
+    longer than a Unix socket takes (108 bytes)."""
+    folder = f"dl4cv-warm-{os.getuid()}"
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and len(os.path.join(base, folder, "0123456789abcdef.sock")) < MAX_SOCKET_PATH:
+        return Path(base) / folder
+    return Path("/tmp") / folder
 
 
 def server_key() -> str:
