@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 repro: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
 
+# dvc exp run -S profile=quick, then params.yaml put back as it was (src/dl4cv/quick.py)
 quick: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" dvc exp run -S profile=quick
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src stages tests bench
