@@ -111,13 +111,20 @@ def test_exit_status_and_errors_come_back(warm, mode, code, stderr_has):
     assert result.stdout.endswith("True\n")  # it ran in the server's worker
 
 
-def test_a_killed_stage_takes_its_worker_with_it(warm):
-    run_script(warm, "ok")
-    wait_for_server(warm)
-    client = subprocess.Popen([sys.executable, "script.py", "sleep"], cwd=warm)
+def start_in_worker(work: Path, mode: str) -> subprocess.Popen:
+    """A client whose script, run by a worker of a running server, has got to its sleep."""
+    run_script(work, "ok")
+    wait_for_server(work)
+    client = subprocess.Popen([sys.executable, "script.py", mode], cwd=work)
     deadline = time.monotonic() + 30
-    while not (warm / "ready").exists() and time.monotonic() < deadline:
+    while not (work / "ready").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert (work / "ready").exists()
+    return client
+
+
+def test_a_killed_stage_takes_its_worker_with_it(warm):
+    client = start_in_worker(warm, "sleep")
     worker = int((warm / "pid").read_text())
     assert worker != client.pid
     client.kill()  # SIGKILL: nothing can be forwarded, the hang-up must do it
@@ -129,12 +136,7 @@ def test_a_killed_stage_takes_its_worker_with_it(warm):
 
 
 def test_signals_are_forwarded_to_the_worker(warm):
-    run_script(warm, "ok")
-    wait_for_server(warm)
-    client = subprocess.Popen([sys.executable, "script.py", "term"], cwd=warm)
-    deadline = time.monotonic() + 30
-    while not (warm / "ready").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    client = start_in_worker(warm, "term")
     client.send_signal(signal.SIGTERM)
     assert client.wait(timeout=30) == 7  # the worker's own handler ran and chose the status
     assert (warm / "got-term").exists()
