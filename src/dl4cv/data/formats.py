@@ -22,6 +22,7 @@ import numpy as np
 from dl4cv.config import ImageSpec, Preprocess
 from dl4cv.data.loaders import Reject, SimpleDatasetLoader, ZipSource
 from dl4cv.data.sources import DownloadError, Fetched, sha256sum
+from dl4cv.data.waiting import raise_if_waiting
 from dl4cv.fileio import atomic_path, write_text
 from dl4cv.preprocessing import ImageDecoder, ImageToArrayPreprocessor, SimplePreprocessor
 
@@ -53,6 +54,7 @@ class ProcessedDataset:
         if not path.exists():
             raise FileNotFoundError(f"{path}: missing; run the preprocess stage first (dvc repro)")
         with np.load(path, allow_pickle=False) as npz:
+            raise_if_waiting(npz)
             return cls(
                 npz["images"],
                 npz["labels"],

@@ -31,6 +31,7 @@ def main(stage: str, target: str, what: str | None = None, many: bool = False) -
     logging.getLogger("absl").setLevel(logging.ERROR)
     from dl4cv.config import ConfigError, load_params
     from dl4cv.data.sources import DownloadError
+    from dl4cv.data.waiting import DataWaiting
     from dl4cv.detection.video import VideoError
 
     try:
@@ -39,6 +40,7 @@ def main(stage: str, target: str, what: str | None = None, many: bool = False) -
             run(params)
         else:
             run(getattr(args, what), params)
-    except (ConfigError, DownloadError, FileNotFoundError, VideoError) as exc:
+    # DataWaiting reaches here only from a stage that cannot wait (the others write placeholders).
+    except (ConfigError, DataWaiting, DownloadError, FileNotFoundError, VideoError) as exc:
         logging.getLogger(stage).error("%s", exc)
         sys.exit(1)

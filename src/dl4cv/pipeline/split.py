@@ -8,17 +8,25 @@ import numpy as np
 
 from dl4cv.config import Params
 from dl4cv.data.splits import Split, make_split
+from dl4cv.data.waiting import DataWaiting, raise_if_waiting
 from dl4cv.fileio import write_json
 from dl4cv.paths import processed_file, split_file
 
 log = logging.getLogger(__name__)
 
 
-def run(dataset: str, params: Params) -> Split:
-    """Write data/splits/<dataset>.json."""
+def run(dataset: str, params: Params) -> Split | None:
+    """Write data/splits/<dataset>.json (a placeholder while the dataset waits for its data)."""
     spec = params.dataset(dataset)
-    with np.load(processed_file(dataset), allow_pickle=False) as npz:
-        labels, origin, classes = npz["labels"], npz["origin"].tolist(), npz["classes"].tolist()
+    try:
+        with np.load(processed_file(dataset), allow_pickle=False) as npz:
+            raise_if_waiting(npz)
+            labels, origin = npz["labels"], npz["origin"].tolist()
+            classes = npz["classes"].tolist()
+    except DataWaiting as waiting:
+        write_json(split_file(dataset), waiting.record())
+        waiting.warn(dataset)
+        return None
     split = make_split(labels, origin, spec.split, spec.subset)
     write_json(
         split_file(dataset), split.to_json(dataset, spec.split, spec.subset, labels, classes)
