@@ -105,17 +105,22 @@ def open_copy(src: Path, classes: tuple[str, ...]) -> tuple[ImageSource, list[En
             for folder, _, files in os.walk(src)
             for name in files
         ]
-        prefix = find_prefix(names, classes)
-        source: ImageSource = FolderSource(src / prefix, classes={c: c for c in classes})
-        strip = 0
     elif zipfile.is_zipfile(src):
         with zipfile.ZipFile(src) as archive:
             names = [i.filename for i in archive.infolist() if not i.is_dir()]
-        prefix = find_prefix(names, classes)
-        source = ZipSource(src, prefix.rstrip("/") or None, classes={c: c for c in classes})
-        strip = len(prefix)
     else:
         raise MirrorError(f"{src}: neither a folder nor a zip archive")
+    try:
+        prefix = find_prefix(names, classes)
+    except MirrorError as exc:
+        raise MirrorError(f"{src}: {exc}") from None
+    folders = {cls: cls for cls in classes}
+    if src.is_dir():
+        source: ImageSource = FolderSource(src / prefix, classes=folders)
+        strip = 0
+    else:
+        source = ZipSource(src, prefix.rstrip("/") or None, classes=folders)
+        strip = len(prefix)
     entries = [e for e in source.entries() if not e.name.rpartition("/")[2].startswith(".")]
     return source, entries, len(names) - len(entries), strip
 

@@ -29,7 +29,7 @@ class DataWaiting(Exception):
     """A stage's input is a placeholder: `dataset` has no source yet; `fix` says what to run."""
 
     def __init__(self, dataset: str, fix: str) -> None:
-        super().__init__(f"{dataset}: waiting for its data; to provide it: {fix}")
+        super().__init__(f"{dataset}: {STATUS}; to provide it: {fix}")
         self.dataset = dataset
         self.fix = fix
 
