@@ -128,6 +128,7 @@ def open_copy(src: Path, classes: tuple[str, ...]) -> tuple[ImageSource, list[En
 def add(dataset: Dataset, src: Path, to: Path, options: Preprocess) -> Added:
     """Check the copy `src` of `dataset` and write it into the mirror folder `to`."""
     classes = expected_classes(dataset)
+    manifest = read_manifest(to / MANIFEST)  # a broken one refuses before anything is written
     source, entries, left_out, strip = open_copy(src, classes)
     image = dataset.image
     decoder = ImageDecoder(image.channels, (image.width, image.height), options.fast_decode)
@@ -168,23 +169,21 @@ def add(dataset: Dataset, src: Path, to: Path, options: Preprocess) -> Added:
     entry = {"file": archive.name, "sha256": sha256, "format": FORMAT}
     if dataset.source.root:
         entry["root"] = dataset.source.root
-    manifest = merge_manifest(to / MANIFEST, dataset.name, entry)
-    return Added(archive, manifest, sha256, images, undecodable, left_out)
+    write_json(to / MANIFEST, manifest | {dataset.name: entry})  # every other entry kept
+    return Added(archive, to / MANIFEST, sha256, images, undecodable, left_out)
 
 
-def merge_manifest(path: Path, name: str, entry: dict) -> Path:
-    """Set `name`'s entry in the manifest at `path`, keeping every other entry."""
-    manifest = {}
-    if path.exists():
-        try:
-            manifest = json.loads(path.read_text())
-        except ValueError as exc:
-            raise MirrorError(f"{path}: not valid JSON ({exc}); fix or remove it") from None
-        if not isinstance(manifest, dict):
-            raise MirrorError(f"{path}: expected a mapping of dataset names to entries")
-    manifest[name] = entry
-    write_json(path, manifest)
-    return path
+def read_manifest(path: Path) -> dict:
+    """The mirror's manifest as it is (empty if there is none yet)."""
+    if not path.exists():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as exc:
+        raise MirrorError(f"{path}: not valid JSON ({exc}); fix or remove it") from None
+    if not isinstance(manifest, dict):
+        raise MirrorError(f"{path}: expected a mapping of dataset names to entries")
+    return manifest
 
 
 def param_value(to: Path) -> str:
