@@ -2,6 +2,7 @@
 #   make repro   set up .venv and run the whole pipeline (dvc repro)
 #   make test    set up .venv and run the linter and the test suite
 # Offline machines: DL4CV_MIRROR=/path/to/mirror make repro
+# No Animals (the book's dataset, no public URL)? Their stages wait; README "No Animals yet?"
 
 VENV   ?= .venv
 PYTHON ?= python3

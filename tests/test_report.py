@@ -414,6 +414,7 @@ def test_run_writes_the_report_and_logs_it(in_tmp, mlflow_store, figures_file):
         report.NOT_REPRODUCED: 2,
         report.NOT_COMPARABLE: 4,
         report.QUICK: 1,
+        report.WAITING: 0,
         report.MISSING: 2,
         report.UNREADABLE: 1,
     }

@@ -105,12 +105,25 @@ class Source:
     # `sha256: null` and this: the sha256 of the dataset's images inside it (see
     # dl4cv.data.sources.content_sha256), checked instead of the bytes of the archive.
     content_sha256: str | None = None
+    # A folder (or file:// URL) whose mirror.json lists this dataset; relative to the repository
+    # root. Unlike the DL4CV_MIRROR variable, DVC sees it: setting it reruns this download.
+    mirror: str | None = None
 
     def __post_init__(self) -> None:
         if self.content_sha256 and self.format not in IMAGE_ZIPS:
             raise ConfigError(
                 f"content_sha256: only for image zip archives, not format {self.format!r}"
             )
+        _check_mirror(self.mirror)
+
+
+def _check_mirror(mirror: str | None) -> None:
+    if mirror is not None and (
+        not mirror.strip() or ("://" in mirror and not mirror.startswith("file://"))
+    ):
+        raise ConfigError(
+            f"mirror: expected a local folder or a file:// URL holding mirror.json, got {mirror!r}"
+        )
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,16 @@ def plot_learning_rates(path: Path | str, rates: dict[str, list[float]], title: 
     _save(fig, Path(path))
 
 
+def plot_message(path: Path, message: str, title: str) -> None:
+    """A figure that only says why there is nothing to plot (a stage waiting for its data),
+    so every declared plot exists and a reader sees the reason where the plot would be."""
+    fig, ax = plt.subplots(figsize=(8, 3))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=ax.transAxes)
+    ax.set_title(title)
+    _save(fig, path)
+
+
 def history_csv(path: Path, history: dict[str, list[float]]) -> None:
     keys = sorted(history)
     buffer = io.StringIO()

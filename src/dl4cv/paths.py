@@ -7,6 +7,8 @@ from pathlib import Path
 DATA = Path("data")
 MODELS = Path("models")
 REPORTS = Path("reports")
+# Where `python -m dl4cv.mirror add` puts datasets that have no public URL (git-ignored).
+MIRROR = Path("mirror")
 
 # Written by train into model_dir, read by evaluate (which imports neither train nor Keras).
 RUN_FILE = "run.json"  # the MLflow run id, epochs, timing

@@ -6,8 +6,10 @@ metrics.json`. The `report` stage joins the two into `reports/book.md`, a self-c
 `reports/book.html` (with each experiment's training curves) and `reports/book.json`.
 
 Nothing a reader should see is dropped: an experiment the book has and we have not run shows
-as `missing`, a garbled record as `unreadable`, a record the figures file does not know as
-`not comparable`, and a quick-profile run is never counted as a reproduction.
+as `missing`, one whose stage waits for its dataset (the book's Animals, before a mirror has
+them) as `waiting for data` with the command that provides it, a garbled record as
+`unreadable`, a record the figures file does not know as `not comparable`, and a quick-profile
+run is never counted as a reproduction.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import yaml
 
 from dl4cv import tracking
 from dl4cv.config import ConfigError, Params, build
+from dl4cv.data import waiting
 from dl4cv.fileio import write_json, write_text
 from dl4cv.paths import REPORTS
 
@@ -42,9 +45,12 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 NOT_COMPARABLE = "not comparable"
 QUICK = "not comparable (quick profile)"
+WAITING = waiting.STATUS  # its stage ran, but its dataset has no source yet
 MISSING = "missing"
 UNREADABLE = "unreadable"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE, QUICK, MISSING, UNREADABLE)
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE, QUICK, WAITING, MISSING, UNREADABLE)
+STATE_VERDICTS = {"waiting": WAITING, "missing": MISSING, "unreadable": UNREADABLE}
+NOT_RUN = "Not run: data missing"
 
 # Slack for binary floating point: 0.52 - 0.05 is 0.47000000000000003, and 0.47 must pass.
 _EPSILON = 1e-9
@@ -144,11 +150,13 @@ class Row:
     mlflow_run_id: str | None
     comparisons: list[ComparisonResult]
     curves: str | None  # path of the record's curves.png, when it is a PNG
+    dataset: str | None = None  # the dataset a waiting record waits for
+    waiting: str | None = None  # what to run to provide it
 
 
 @dataclass
 class Record:
-    state: Literal["ok", "missing", "unreadable"]
+    state: Literal["ok", "waiting", "missing", "unreadable"]
     metrics: dict
     reason: str = ""
 
@@ -168,6 +176,8 @@ def read_record(folder: Path, exp_id: str) -> Record:
         return Record(
             "unreadable", {}, f"{path}: records experiment {data['experiment']!r}, not {exp_id!r}"
         )
+    if data.get("status") == WAITING:
+        return Record("waiting", data, f"its data is missing: {data.get('dataset')} has no source")
     if not isinstance(data.get("profile"), str):
         return Record(
             "unreadable", {}, f"{path}: no `profile`, so a book run cannot be told from a quick one"
@@ -251,7 +261,7 @@ def _row_verdict(
     """The experiment's verdict and why. A record that cannot be judged as a whole (a quick
     run, a skipped stage) also marks its judged comparisons, so no line reads `reproduced`."""
     if record.state != "ok":
-        return (MISSING if record.state == "missing" else UNREADABLE), record.reason
+        return STATE_VERDICTS[record.state], record.reason
     metrics = record.metrics
     no_entry = f"no entry for {exp_id!r} in the book's figures file" if entry is None else ""
     if metrics["profile"] != "book":
@@ -289,7 +299,7 @@ def make_row(
                     comparison.book,
                     None,
                     None,
-                    MISSING if record.state == "missing" else UNREADABLE,
+                    STATE_VERDICTS[record.state],
                     comparison.note,
                 )
             )
@@ -316,7 +326,13 @@ def make_row(
         mlflow_run_id=run_id if isinstance(run_id, str) else None,
         comparisons=results,
         curves=curves,
+        dataset=_text(metrics.get("dataset")) if record.state == "waiting" else None,
+        waiting=_text(metrics.get(waiting.KEY)) if record.state == "waiting" else None,
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _curves(folder: Path) -> tuple[str | None, str]:
@@ -476,6 +492,12 @@ def render_markdown(rows: list[Row], profile: str, source: str) -> str:
     ]
     for verdict, ids in groups.items():
         out.append(f"| {verdict} | {len(ids)} | {', '.join(ids) or '—'} |")
+    not_run = waiting_rows(rows)
+    if not_run:
+        out += ["", f"## {NOT_RUN}", "", NOT_RUN_INTRO, "", "| id | dataset | to provide it, run |"]
+        out.append("|---|---|---|")
+        for row in not_run:
+            out.append(f"| {row.id} | {_md(row.dataset or '?')} | `{_md(row.waiting or '?')}` |")
     out += ["", "## Results", ""]
     out.append("| " + " | ".join(COLUMNS) + " |")
     out.append("|" + "---|" * len(COLUMNS))
@@ -489,6 +511,18 @@ def render_markdown(rows: list[Row], profile: str, source: str) -> str:
             out.append(f"- {label}: {_md(text)}")
         out.append("")
     return "\n".join(out)
+
+
+NOT_RUN_INTRO = (
+    "These stages ran but waited: their dataset has no public URL and no mirror lists it "
+    "(`/path/to/<dataset>`: the folder or zip the book ships). Run the line shown; DVC then "
+    "reruns exactly what waited."
+)
+
+
+def waiting_rows(rows: list[Row]) -> list[Row]:
+    """The experiments whose stage waits for its data, in the report's order."""
+    return [row for row in rows if row.verdict == WAITING]
 
 
 def _notes(row: Row) -> list[tuple[str, str]]:
@@ -513,6 +547,7 @@ th { background: #f3f3f3; }
 .v-reproduced { background: #e3f6e3; }
 .v-not-reproduced { background: #fbe3e3; }
 .v-missing, .v-unreadable { background: #f0f0f0; color: #666; }
+.v-waiting-for-data { background: #e6eefb; }
 .v-not-comparable, .v-not-comparable-quick-profile, .v-info { background: #fdf6dd; }
 figure { display: inline-block; margin: 0.5em; }
 img { max-width: 640px; border: 1px solid #ddd; }
@@ -552,7 +587,21 @@ def render_html(rows: list[Row], profile: str, source: str) -> str:
             f'<tr class="{_css_class(verdict)}"><td>{e(verdict)}</td><td>{len(ids)}</td>'
             f"<td>{e(', '.join(ids)) or '—'}</td></tr>"
         )
-    out += ["</table>", "<h2>Results</h2>", "<table>"]
+    out.append("</table>")
+    not_run = waiting_rows(rows)
+    if not_run:
+        out += [
+            f"<h2>{e(NOT_RUN)}</h2>",
+            f"<p>{e(NOT_RUN_INTRO)}</p>",
+            "<table><tr><th>id</th><th>dataset</th><th>to provide it, run</th></tr>",
+        ]
+        out += [
+            f'<tr class="{_css_class(WAITING)}"><td>{e(row.id)}</td>'
+            f"<td>{e(row.dataset or '?')}</td><td><code>{e(row.waiting or '?')}</code></td></tr>"
+            for row in not_run
+        ]
+        out.append("</table>")
+    out += ["<h2>Results</h2>", "<table>"]
     out.append("<tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr>")
     verdict_col = COLUMNS.index("verdict")
     for row in rows:
@@ -591,6 +640,10 @@ def to_json(rows: list[Row], profile: str, source: str) -> dict:
         "profile": profile,
         "figures": source,
         "summary": {verdict: len(ids) for verdict, ids in groups.items()},
+        "not_run": [
+            {"id": row.id, "dataset": row.dataset, "waiting": row.waiting}
+            for row in waiting_rows(rows)
+        ],
         "experiments": [clean(asdict(row)) for row in rows],
     }
 

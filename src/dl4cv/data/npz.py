@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dl4cv.data.waiting import raise_if_waiting
 from dl4cv.errors import DatasetError
 
 PROCESSED = "processed dataset"  # what the preprocess stage's .npz is called in messages
@@ -21,6 +22,7 @@ def read_npz(path: Path, fmt: str, keys: list[str]) -> dict[str, np.ndarray]:
     (an OSError, such as a missing file, is left to say so itself)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
+            raise_if_waiting(npz)  # a placeholder of a dataset that has no source yet
             missing = [key for key in keys if key not in npz.files]
             if not missing:
                 return {key: npz[key] for key in keys}

@@ -2,9 +2,12 @@
 
 A mirror is a folder (or a `file://` URL) holding a `mirror.json` manifest. A mirror file may
 differ from the official one (another format, its own checksum): the manifest says so, and
-the file is verified just as strictly. The mirror is named by the DL4CV_MIRROR environment
-variable, not by params.yaml, because where bytes come from must not change what they are:
-every file is checked against a declared sha256 either way.
+the file is verified just as strictly. A dataset names its own mirror in params.yaml
+(`datasets.<name>.source.mirror`), which DVC sees: providing a dataset that has no URL reruns
+its download and what waited for it (see dl4cv.data.waiting). The DL4CV_MIRROR environment
+variable names a mirror for every dataset without one; DVC does not see it. Either way every
+file is checked against a declared sha256, and the mirror's folder is left out of the record
+(`dataset.json`): where bytes come from must not change what they are.
 
 A checksum only says the bytes are the declared ones; the declared ones are then opened as
 the archive their format names, so a manifest that names the wrong file fails here, in one
@@ -36,6 +39,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dl4cv.config import IMAGE_ZIPS, ConfigError, Dataset, Source, build
+from dl4cv.data.waiting import raise_if_waiting
 from dl4cv.errors import InputError
 from dl4cv.fileio import atomic_path, remove_leftovers, write_json
 
@@ -53,6 +57,10 @@ SPEED_TIME = 30.0
 
 class DownloadError(InputError, RuntimeError):
     """A dataset file could not be obtained or failed verification."""
+
+
+class NoSource(DownloadError):
+    """The dataset has no URL and no mirror lists it: the download stage makes it wait."""
 
 
 class _Transient(Exception):
@@ -99,8 +107,15 @@ def read_descriptor(directory: Path) -> Fetched:
     if not path.exists():
         raise DownloadError(f"{path}: missing; run the download stage first (dvc repro)")
     try:
-        return Fetched(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DownloadError(
+            f"{path}: not a dataset descriptor ({exc}); rerun the download stage"
+        ) from None
+    raise_if_waiting(data)
+    try:
+        return Fetched(**data)
+    except TypeError as exc:
         raise DownloadError(
             f"{path}: not a dataset descriptor ({exc}); rerun the download stage"
         ) from None
@@ -116,17 +131,31 @@ def sha256sum(path: Path) -> str:
 
 def mirror_from_env() -> Path | None:
     value = os.environ.get(MIRROR_ENV, "").strip()
-    if not value:
-        return None
+    return mirror_folder(value, f"{MIRROR_ENV}={value!r}") if value else None
+
+
+def mirror_folder(value: str, what: str) -> Path:
+    """The mirror folder `value` names (a path, relative to the working directory, or a
+    file:// URL), checked to hold a manifest; `what` names the setting in errors."""
     if value.startswith("file://"):
         value = urllib.request.url2pathname(urllib.parse.urlparse(value).path)
     elif "://" in value:
-        raise DownloadError(
-            f"{MIRROR_ENV}={value!r}: a mirror must be a local folder or a file:// URL"
-        )
+        raise DownloadError(f"{what}: a mirror must be a local folder or a file:// URL")
     path = Path(value).expanduser().resolve()
     if not (path / MANIFEST).is_file():
-        raise DownloadError(f"{MIRROR_ENV}={value!r}: no {MANIFEST} found in {path}")
+        raise DownloadError(f"{what}: no {MANIFEST} found in {path}")
+    return path
+
+
+def dataset_mirror(dataset: Dataset) -> Path | None:
+    """The mirror to fetch `dataset` from: its own `source.mirror`, which must list it, else
+    the DL4CV_MIRROR folder (which may not: its datasets with a URL are then downloaded)."""
+    if dataset.source.mirror is None:
+        return mirror_from_env()
+    what = f"datasets.{dataset.name}.source.mirror={dataset.source.mirror!r}"
+    path = mirror_folder(dataset.source.mirror, what)
+    if mirror_entry(path, dataset.name) is None:
+        raise DownloadError(f"{what}: {path / MANIFEST} has no {dataset.name!r} entry")
     return path
 
 
@@ -161,17 +190,17 @@ def fetch(dataset: Dataset, dest: Path, mirror: Path | None = None, **http) -> F
         if not _already_verified(target, source.sha256, source):
             _copy_verified(mirror / entry["file"], target, source)
         fetched = Fetched(
-            dataset.name, target.name, source.sha256, "mirror", location, asdict(source)
+            dataset.name, target.name, source.sha256, "mirror", location, recorded(source)
         )
     elif dataset.source.format == "sklearn-digits":
         fetched = _write_bundled_digits(dataset, dest)
     else:
         source = dataset.source
         if not source.url:
-            raise DownloadError(
+            raise NoSource(
                 f"dataset {dataset.name!r} has no public download URL (datasets.{dataset.name}"
-                f".source.url is empty); point {MIRROR_ENV} at a folder whose {MANIFEST} "
-                f"lists {dataset.name!r}"
+                f".source.url is empty); set datasets.{dataset.name}.source.mirror, or "
+                f"{MIRROR_ENV}, to a folder whose {MANIFEST} lists {dataset.name!r}"
             )
         if not (source.sha256 or source.content_sha256):
             raise DownloadError(
@@ -192,10 +221,16 @@ def fetch(dataset: Dataset, dest: Path, mirror: Path | None = None, **http) -> F
             source.sha256 or sha256sum(target),
             "official",
             source.url,
-            asdict(source),
+            recorded(source),
         )
     fetched.write(dest)
     return fetched
+
+
+def recorded(source: Source) -> dict:
+    """The source as dataset.json keeps it: without the mirror's folder, which says where the
+    bytes were, not what they are (naming a mirror must not change what later stages read)."""
+    return {k: v for k, v in asdict(source).items() if k != "mirror"}
 
 
 def _mirror_source(official: Source, entry: dict, manifest: Path) -> Source:
@@ -409,5 +444,5 @@ def _write_bundled_digits(dataset: Dataset, dest: Path) -> Fetched:
         sha256sum(target),
         "bundled",
         "sklearn.datasets.load_digits",
-        asdict(dataset.source),
+        recorded(dataset.source),
     )

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from dl4cv.config import SplitSpec, Subset
+from dl4cv.data.waiting import raise_if_waiting
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Split:
 
     @classmethod
     def from_json(cls, data: dict) -> Split:
+        raise_if_waiting(data)
         return cls(data["train"], data["test"], data["val"])
 
 

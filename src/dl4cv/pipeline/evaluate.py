@@ -12,6 +12,7 @@ import numpy as np
 
 from dl4cv import evaluation, tracking
 from dl4cv.config import ConfigError, Params
+from dl4cv.data.waiting import DataWaiting, raise_if_waiting
 from dl4cv.fileio import read_json, write_json, write_text
 from dl4cv.paths import HISTORY_FILE, RUN_FILE, model_dir, report_dir
 from dl4cv.training.predictions import PREDICTIONS_FILE, Predictions
@@ -21,10 +22,15 @@ log = logging.getLogger(__name__)
 
 def run(exp_id: str, params: Params) -> dict:
     """Write reports/<experiment>/: metrics.json, report.txt, confusion_matrix.png, curves.png,
-    history.csv; log them to the experiment's MLflow run."""
+    history.csv; log them to the experiment's MLflow run (placeholders that say so, and no
+    run, while the training waits for its data)."""
     exp = params.experiment(exp_id)
     trained = model_dir(exp_id)
     info = read_json(trained / RUN_FILE)
+    try:
+        raise_if_waiting(info)
+    except DataWaiting as waiting:
+        return _wait(exp_id, exp.chapter, params.profile, waiting)
     history = read_json(trained / HISTORY_FILE)
     predictions = Predictions.load(trained / PREDICTIONS_FILE)
     checkpoint = exp.evaluate.checkpoint if exp.is_keras else "final"
@@ -109,4 +115,18 @@ def run(exp_id: str, params: Params) -> dict:
         metrics["precision_weighted"],
         metrics["support"],
     )
+    return metrics
+
+
+def _wait(exp_id: str, chapter: int, profile: str, waiting: DataWaiting) -> dict:
+    """Every declared output of a waiting experiment, each saying what to run to provide it."""
+    out = report_dir(exp_id)
+    title = f"{exp_id} (ch {chapter})"
+    metrics = waiting.record(experiment=exp_id, chapter=chapter, profile=profile)
+    write_json(out / "metrics.json", metrics)
+    write_text(out / "report.txt", f"{title}: {waiting}\n")
+    for name in ("confusion_matrix.png", "curves.png", "learning_rate.png"):
+        evaluation.plot_message(out / name, f"{waiting.dataset}: waiting for data", title)
+    evaluation.history_csv(out / "history.csv", {})
+    waiting.warn(exp_id)
     return metrics

@@ -16,9 +16,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from dl4cv import tracking
 from dl4cv.config import Exercise, Params
 from dl4cv.data.sources import sha256sum
+from dl4cv.data.waiting import DataWaiting, raise_if_waiting
 from dl4cv.exercises import Outcome
 from dl4cv.exercises.convolutions import convolutions
 from dl4cv.exercises.descent import gradient_descent, regularization
@@ -58,12 +61,23 @@ def run_group(exercise_ids: list[str], params: Params) -> list[dict]:
 
 def run(exercise_id: str, params: Params) -> dict:
     """Write reports/experiments/<exercise>/: metrics.json, report.txt and plots/; log them to
-    an MLflow run named by the exercise."""
+    an MLflow run named by the exercise (a record that says so, and no run, while its dataset
+    waits for its data)."""
     exercise = params.exercise(exercise_id)
     out = report_dir(exercise_id)
     figures = out / PLOTS
     shutil.rmtree(figures, ignore_errors=True)  # no figure of an earlier setting lingers on
     figures.mkdir(parents=True)
+    try:
+        _check_data(exercise)
+    except DataWaiting as waiting:
+        metrics = waiting.record(
+            experiment=exercise_id, chapter=exercise.chapter, profile=params.profile
+        )
+        write_text(out / "report.txt", f"{exercise_id} (ch {exercise.chapter}): {waiting}\n")
+        write_json(out / "metrics.json", metrics)
+        waiting.warn(exercise_id)
+        return metrics
 
     with tracking.run(exercise_id) as active:
         tracking.log_params(
@@ -123,6 +137,14 @@ def run(exercise_id: str, params: Params) -> dict:
             tracking.log_artifact(path, f"report/{PLOTS}")
     log.info("%s: done in %.2f s (MLflow run %s)", exercise_id, wall_seconds, active.info.run_id)
     return metrics
+
+
+def _check_data(exercise: Exercise) -> None:
+    """Raise DataWaiting, before any MLflow run opens, if the exercise's dataset waits."""
+    path = processed_file(exercise.dataset) if exercise.dataset else None
+    if path is not None and path.exists():
+        with np.load(path, allow_pickle=False) as npz:
+            raise_if_waiting(npz)
 
 
 def logged_steps(epochs: int) -> list[int]:

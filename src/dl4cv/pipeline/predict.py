@@ -13,6 +13,7 @@ import io
 import logging
 import time
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor
 from dl4cv.data.splits import Split
+from dl4cv.data.waiting import DataWaiting
 from dl4cv.fileio import atomic_path, read_json, write_json, write_text
 from dl4cv.paths import model_dir, processed_file, raw_dir, report_dir, split_file
 from dl4cv.pipeline.train import FINAL_KERAS
@@ -35,14 +37,18 @@ COLUMNS = 5
 
 def run(pred_id: str, params: Params) -> dict:
     """Write reports/experiments/<id>/: predictions.png (a labelled grid), predictions.csv,
-    metrics.json; log them to an MLflow run named by the id."""
-    import keras
-
+    metrics.json; log them to an MLflow run named by the id (placeholders that say so, and no
+    run, while the dataset waits for its data)."""
     started = time.perf_counter()
     pred = params.predictions[pred_id]
     exp = params.experiment(pred.experiment)
-    processed = ProcessedDataset.load(processed_file(exp.dataset))
-    split = Split.from_json(read_json(split_file(exp.dataset)))
+    try:
+        processed = ProcessedDataset.load(processed_file(exp.dataset))
+        split = Split.from_json(read_json(split_file(exp.dataset)))
+    except DataWaiting as waiting:
+        return _wait(pred_id, pred.chapter, params.profile, waiting)
+    import keras  # after the data: a waiting stage never pays for it
+
     model_file = model_dir(exp.id) / FINAL_KERAS
     if not model_file.exists():
         raise FileNotFoundError(f"{model_file}: missing; train {exp.id} first (dvc repro)")
@@ -67,9 +73,7 @@ def run(pred_id: str, params: Params) -> dict:
     with atomic_path(out / "predictions.png", suffix=".png") as tmp:
         if not cv2.imwrite(str(tmp), _grid(tiles)):
             raise OSError(f"{out / 'predictions.png'}: OpenCV could not write the grid")
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([["id", "true", "predicted", "probability"], *rows])
-    write_text(out / "predictions.csv", buffer.getvalue())
+    _write_csv(out / "predictions.csv", rows)
 
     correct = int(sum(r[1] == r[2] for r in rows))
     with tracking.run(pred_id) as active:
@@ -95,6 +99,27 @@ def run(pred_id: str, params: Params) -> dict:
             tracking.log_artifact(out / name, "report")
     log.info("%s: %d of %d sample predictions right (%s)", pred_id, correct, len(rows), model_file)
     return metrics
+
+
+def _wait(pred_id: str, chapter: int, profile: str, waiting: DataWaiting) -> dict:
+    """The declared outputs of a prediction whose dataset waits: each says what to provide."""
+    from dl4cv.evaluation import plot_message
+
+    out = report_dir(pred_id)
+    plot_message(
+        out / "predictions.png", f"{waiting.dataset}: waiting for data", f"{pred_id} (ch {chapter})"
+    )
+    _write_csv(out / "predictions.csv", [])
+    metrics = waiting.record(experiment=pred_id, chapter=chapter, profile=profile)
+    write_json(out / "metrics.json", metrics)
+    waiting.warn(pred_id)
+    return metrics
+
+
+def _write_csv(path: Path, rows: list[list[str]]) -> None:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows([["id", "true", "predicted", "probability"], *rows])
+    write_text(path, buffer.getvalue())
 
 
 def _originals(dataset: str, ids: list[str]) -> list[np.ndarray | None]:

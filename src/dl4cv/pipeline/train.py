@@ -19,6 +19,7 @@ from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor, sha256sum
 from dl4cv.data.splits import Split
+from dl4cv.data.waiting import DataWaiting
 from dl4cv.fileio import atomic_path, read_json, write_json
 from dl4cv.paths import (
     HISTORY_FILE,
@@ -47,12 +48,15 @@ FINAL_KNN = "model.joblib"
 
 def run(exp_id: str, params: Params) -> dict:
     """Write models/<experiment>/model/ (final model, best checkpoint, test-set predictions,
-    history, run id)."""
+    history, run id; only run.json, saying so, while the dataset waits for its data)."""
     exp = params.experiment(exp_id)
     dataset = exp.dataset
-    processed = ProcessedDataset.load(processed_file(dataset))
-    split = Split.from_json(read_json(split_file(dataset)))
-    fetched = read_descriptor(raw_dir(dataset))
+    try:
+        processed = ProcessedDataset.load(processed_file(dataset))
+        split = Split.from_json(read_json(split_file(dataset)))
+        fetched = read_descriptor(raw_dir(dataset))
+    except DataWaiting as waiting:
+        return _wait(exp_id, waiting)
     x_test, y_test = processed.images[split.test], processed.labels[split.test]
     if exp.is_keras:
         from dl4cv.training.callbacks import MLflowMetrics  # loads Keras: networks only
@@ -174,6 +178,18 @@ def run(exp_id: str, params: Params) -> dict:
         for name in (FINAL_KERAS, FINAL_KNN, BEST_FILE):
             tracking.log_artifact(out / name, "model")
     log.info("%s: trained in %.1f s (MLflow run %s)", exp_id, train_seconds, info["run_id"])
+    return info
+
+
+def _wait(exp_id: str, waiting: DataWaiting) -> dict:
+    """The declared outputs of a training that waits for its data: run.json says so (evaluate
+    reads it), the other folders are empty. No MLflow run: nothing was trained."""
+    shutil.rmtree(model_dir(exp_id), ignore_errors=True)
+    for folder in (model_dir(exp_id), resume_dir(exp_id), monitor_dir(exp_id)):
+        folder.mkdir(parents=True, exist_ok=True)
+    info = waiting.record(experiment=exp_id)
+    write_json(model_dir(exp_id) / RUN_FILE, info)
+    waiting.warn(exp_id)
     return info
 
 
