@@ -139,6 +139,18 @@ def test_signals_are_forwarded_to_the_worker(warm):
     assert (warm / "got-term").exists()
 
 
+def test_a_deep_runtime_folder_still_gets_a_server(warm, tmp_path, monkeypatch):
+    """A Unix socket's address holds 107 bytes; a deeper XDG_RUNTIME_DIR (pytest-xdist's
+    temporary folders are) must still get one server, not a server per stage dying on bind."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    assert run_script(warm, "ok").stdout.endswith("False\n")
+    wait_for_server(warm)
+    assert run_script(warm, "ok").stdout.endswith("True\n")
+    assert len(list(deep.rglob("*.sock"))) == 1
+
+
 def test_off_switch_runs_everything_cold(warm):
     for _ in range(2):
         result = run_script(warm, "ok", DL4CV_WARM="0")

@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 PRELOAD = (  # third-party only: dl4cv's own modules are imported fresh by each worker
@@ -80,7 +81,8 @@ def hand_over() -> None:
     path = socket_path()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.connect(str(path))
+        with _address(path) as address:
+            conn.connect(address)
     except OSError:
         conn.close()
         _start_server(path)
@@ -144,6 +146,21 @@ def socket_path() -> Path:
     return runtime_dir() / f"{server_key()}.sock"
 
 
+@contextlib.contextmanager
+def _address(path: Path) -> Iterator[str]:
+    """The address to bind or connect to for `path`. A Unix socket's address holds at most 107
+    bytes, less than a deep XDG_RUNTIME_DIR (pytest's under xdist) gives: a longer path is
+    reached through an open descriptor of its folder, /proc/self/fd/<n>/<name>."""
+    if len(os.fsencode(path)) < 100:
+        yield str(path)
+        return
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{folder}/{path.name}"
+    finally:
+        os.close(folder)
+
+
 def _start_server(path: Path) -> None:
     import subprocess
 
@@ -186,7 +203,8 @@ def serve() -> None:
     idle = float(os.environ.get("DL4CV_WARM_IDLE", DEFAULT_IDLE_S))
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
+    with _address(path) as address:
+        listener.bind(address)
     listener.listen(16)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
     selector = selectors.DefaultSelector()
@@ -356,7 +374,8 @@ def _command(argv: list[str]) -> int:
     action = argv[0] if argv else "status"
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.connect(str(path))
+        with _address(path) as address:
+            conn.connect(address)
     except OSError:
         print(f"no warm server at {path}")
         return 0 if action == "stop" else 1
