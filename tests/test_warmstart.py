@@ -151,6 +151,20 @@ def test_a_deep_runtime_folder_still_gets_a_server(warm, tmp_path, monkeypatch):
     assert len(list(deep.rglob("*.sock"))) == 1
 
 
+def test_stop_ends_the_server_and_removes_its_socket(warm):
+    run_script(warm, "ok")
+    wait_for_server(warm)
+    sockets = list((warm.parent / "run").rglob("*.sock"))
+    assert len(sockets) == 1
+    stop = subprocess.run([sys.executable, "-m", "dl4cv.warmstart", "stop"], capture_output=True)
+    assert stop.returncode == 0 and b"warm server stopped" in stop.stdout
+    deadline = time.monotonic() + 10
+    while sockets[0].exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sockets[0].exists()  # a stale socket file would outlive every server
+    assert run_script(warm, "ok").stdout.endswith("False\n")  # the next stage runs cold
+
+
 def test_off_switch_runs_everything_cold(warm):
     for _ in range(2):
         result = run_script(warm, "ok", DL4CV_WARM="0")

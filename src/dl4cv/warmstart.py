@@ -205,6 +205,7 @@ def serve() -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with _address(path) as address:
         listener.bind(address)
+    bound = path.stat().st_ino  # the socket file's own inode (fstat of the socket is another)
     listener.listen(16)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
     selector = selectors.DefaultSelector()
@@ -233,7 +234,7 @@ def serve() -> None:
             for fd in fds:
                 os.close(fd)
     finally:
-        if path.exists() and path.stat().st_ino == os.fstat(listener.fileno()).st_ino:
+        if path.exists() and path.stat().st_ino == bound:  # not a newer server's socket
             path.unlink()
         _log("stopped")
 
