@@ -307,6 +307,16 @@ def test_exercises_predictions_and_the_book_report(repo):
     assert metrics_of(root, "perceptron_xor")["learned"] == 0
     assert metrics_of(root, "perceptron_and")["learned"] == 1
     assert metrics_of(root, "nn_xor")["learned"] == 1
+    # The exercises that learn from data beat chance by far too (chance: 1/2, 1/3, 1/10).
+    for exercise, floor in (
+        ("gd_blobs", 0.9),
+        ("sgd_blobs", 0.9),
+        ("regularization_none", 0.9),
+        ("regularization_l1", 0.9),
+        ("regularization_l2", 0.9),
+        ("nn_digits", 0.8),
+    ):
+        assert metrics_of(root, exercise)["accuracy"] > floor, exercise
     load = metrics_of(root, "shallownet_load")
     assert load["samples"] == 10 and load["originals_shown"] == 10
     assert load["sample_accuracy"] >= 0.8  # the reloaded model is the one that learned
