@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import zipfile
@@ -80,13 +81,22 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def migrated_store(factory: pytest.TempPathFactory) -> Path:
-    """An empty sqlite store with MLflow's schema, made once per session: copying it takes
+    """An empty sqlite store with MLflow's schema, made once per session and shared by the
+    pytest-xdist workers (their temporary folders have a common parent): copying it takes
     milliseconds, migrating a new database takes seconds."""
-    from mlflow import MlflowClient
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = base / "mlflow-template.db"
+    with open(base / "mlflow-template.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker migrates, the other waits
+        if not path.exists():
+            from mlflow import MlflowClient
 
-    path = factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        MlflowClient(f"sqlite:///{path}").search_experiments()
+            tmp = base / "mlflow-template.tmp.db"
+            tmp.unlink(missing_ok=True)
+            MlflowClient(f"sqlite:///{tmp}").search_experiments()
+            tmp.replace(path)
     return path
 
 
@@ -102,7 +112,14 @@ def mlflow_store(
     return uri
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """pytest-xdist (3.6+) hands out the files of `--dist loadfile` by their number of tests,
+    most first, unless told to keep the collection order: keep it, for the sort below."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end pipeline test (minutes of `dvc exp run`) goes first: under `make test`
-    (pytest-xdist, a worker per core) it then runs beside the rest of the suite, not after it."""
+    """The end-to-end pipeline tests (minutes of `dvc repro`) go first: under `make test`
+    (pytest-xdist, a worker per core) they then run beside the rest of the suite, not after it."""
     items.sort(key=lambda item: item.get_closest_marker("integration") is None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from dl4cv.data.formats import ProcessedDataset
 from dl4cv.fileio import read_json
 from dl4cv.pipeline import predict, train
 from dl4cv.training.inputs import scale_pixels
-from tests.conftest import blob_image, encode
+from tests.conftest import blob_image, encode, migrated_store
 from tests.test_train_stage import DATASET, RAW_PARAMS, SHALLOW, write_project
 
 LOAD = "shallownet_load_toy"
@@ -30,11 +31,26 @@ def params_with(prediction: dict):
     return parse_params(raw, source="test params")
 
 
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """The toy project with ShallowNet trained, once for the module (each test gets a copy)."""
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copyfile(migrated_store(tmp_path_factory), root / "mlflow.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        write_project(root)
+        params = params_with({"chapter": 13, "experiment": SHALLOW, "samples": 7, "seed": 3})
+        train.run(SHALLOW, params)
+    return root, params
+
+
 @pytest.fixture
-def trained(in_tmp: Path, mlflow_store: str):
-    write_project(in_tmp)
-    params = params_with({"chapter": 13, "experiment": SHALLOW, "samples": 7, "seed": 3})
-    train.run(SHALLOW, params)
+def trained(trained_once, in_tmp: Path, monkeypatch: pytest.MonkeyPatch):
+    """A copy of the trained project, its MLflow store included, as the working folder."""
+    root, params = trained_once
+    shutil.copytree(root, in_tmp, dirs_exist_ok=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{in_tmp / 'mlflow.db'}")
     return params
 
 

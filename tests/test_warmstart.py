@@ -142,6 +142,32 @@ def test_signals_are_forwarded_to_the_worker(warm):
     assert (warm / "got-term").exists()
 
 
+def test_a_deep_runtime_folder_still_gets_a_server(warm, tmp_path, monkeypatch):
+    """A Unix socket's address holds 107 bytes; a deeper XDG_RUNTIME_DIR (pytest-xdist's
+    temporary folders are) must still get one server, not a server per stage dying on bind."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
+    assert run_script(warm, "ok").stdout.endswith("False\n")
+    wait_for_server(warm)
+    assert run_script(warm, "ok").stdout.endswith("True\n")
+    assert len(list(deep.rglob("*.sock"))) == 1
+
+
+def test_stop_ends_the_server_and_removes_its_socket(warm):
+    run_script(warm, "ok")
+    wait_for_server(warm)
+    sockets = list((warm.parent / "run").rglob("*.sock"))
+    assert len(sockets) == 1
+    stop = subprocess.run([sys.executable, "-m", "dl4cv.warmstart", "stop"], capture_output=True)
+    assert stop.returncode == 0 and b"warm server stopped" in stop.stdout
+    deadline = time.monotonic() + 10
+    while sockets[0].exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sockets[0].exists()  # a stale socket file would outlive every server
+    assert run_script(warm, "ok").stdout.endswith("False\n")  # the next stage runs cold
+
+
 def test_off_switch_runs_everything_cold(warm):
     for _ in range(2):
         result = run_script(warm, "ok", DL4CV_WARM="0")
