@@ -145,19 +145,22 @@ def test_signals_are_forwarded_to_the_worker(warm):
 def test_a_deep_runtime_folder_still_gets_a_server(warm, tmp_path, monkeypatch):
     """A Unix socket's address holds 107 bytes; a deeper XDG_RUNTIME_DIR (pytest-xdist's
     temporary folders are) must still get one server, not a server per stage dying on bind."""
+    from dl4cv import warmstart
+
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(deep))
     assert run_script(warm, "ok").stdout.endswith("False\n")
     wait_for_server(warm)
     assert run_script(warm, "ok").stdout.endswith("True\n")
-    assert len(list(deep.rglob("*.sock"))) == 1
+    assert warmstart.socket_path().exists()
+    assert str(warmstart.socket_path()).startswith(f"/tmp/dl4cv-warm-{os.getuid()}/")
 
 
 def test_stop_ends_the_server_and_removes_its_socket(warm):
     run_script(warm, "ok")
     wait_for_server(warm)
-    sockets = list((warm.parent / "run").rglob("*.sock"))
+    sockets = list(Path(os.environ["XDG_RUNTIME_DIR"]).rglob("*.sock"))
     assert len(sockets) == 1
     stop = subprocess.run([sys.executable, "-m", "dl4cv.warmstart", "stop"], capture_output=True)
     assert stop.returncode == 0 and b"warm server stopped" in stop.stdout

@@ -26,7 +26,6 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 PRELOAD = (  # third-party only: dl4cv's own modules are imported fresh by each worker
@@ -82,8 +81,7 @@ def hand_over() -> None:
     path = socket_path()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with _address(path) as address:
-            conn.connect(address)
+        conn.connect(str(path))
     except OSError:
         conn.close()
         _start_server(path)
@@ -152,21 +150,6 @@ def socket_path() -> Path:
     return runtime_dir() / f"{server_key()}.sock"
 
 
-@contextlib.contextmanager
-def _address(path: Path) -> Iterator[str]:
-    """The address to bind or connect to for `path`. A Unix socket's address holds at most 107
-    bytes, less than a deep XDG_RUNTIME_DIR (pytest's under xdist) gives: a longer path is
-    reached through an open descriptor of its folder, /proc/self/fd/<n>/<name>."""
-    if len(os.fsencode(path)) < 100:
-        yield str(path)
-        return
-    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{folder}/{path.name}"
-    finally:
-        os.close(folder)
-
-
 def _start_server(path: Path) -> None:
     import subprocess
 
@@ -209,8 +192,7 @@ def serve() -> None:
     idle = float(os.environ.get("DL4CV_WARM_IDLE", DEFAULT_IDLE_S))
     path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    with _address(path) as address:
-        listener.bind(address)
+    listener.bind(str(path))
     bound = path.stat().st_ino  # the socket file's own inode (fstat of the socket is another)
     listener.listen(16)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # handlers are reaped by the kernel
@@ -381,8 +363,7 @@ def _command(argv: list[str]) -> int:
     action = argv[0] if argv else "status"
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with _address(path) as address:
-            conn.connect(address)
+        conn.connect(str(path))
     except OSError:
         print(f"no warm server at {path}")
         return 0 if action == "stop" else 1
