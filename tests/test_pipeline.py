@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import encode
+from tests.conftest import encode, separable
 from tests.dvc_repo import make_repo, real_params, run, stop_warm, warm_env, warm_log
 
 pytestmark = pytest.mark.integration
@@ -68,16 +68,6 @@ def toy_params() -> dict:
     params["experiments"] = experiments
     assert params["profile"] == "book"  # `dvc exp run -S profile=quick` switches it
     return params
-
-
-def separable(label: int, size: int, seed: int, channels: int = 3) -> np.ndarray:
-    """Noise plus a bright block at a class-specific place of a 4x3 grid: easy to learn."""
-    rng = np.random.default_rng(seed)
-    image = rng.integers(0, 50, (size, size, channels), dtype=np.uint8)
-    cell = size // 4
-    row, col = divmod(label, 4)
-    image[row * cell : (row + 1) * cell, col * cell : (col + 1) * cell] = 230
-    return image if channels == 3 else image[:, :, 0]
 
 
 def _sha256(path: Path) -> str:

@@ -26,8 +26,9 @@ import pytest
 import yaml
 
 from dl4cv.data.waiting import STATUS, fix_for
-from tests.conftest import REPO
-from tests.test_pipeline import PROJECT_FILES, _run, separable
+from tests.conftest import REPO, separable
+from tests.dvc_repo import PROJECT_FILES
+from tests.dvc_repo import run as _run
 
 pytestmark = pytest.mark.integration
 
