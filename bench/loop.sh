@@ -36,7 +36,7 @@ venv=$(cd "$venv" && pwd)
 mirror=$(cd "$mirror" && pwd)
 work=$(mktemp -d /tmp/dl4cv-loop.XXXXXX)
 [ -n "$log" ] || log=$work/loop.log
-export DL4CV_MIRROR=$mirror TF_CPP_MIN_LOG_LEVEL=2
+export DL4CV_MIRROR=$mirror
 export PATH="$venv/bin:$PATH"
 
 stamp() { while IFS= read -r line; do printf '%s %s\n' "$(date +%H:%M:%S.%N | cut -c1-12)" "$line"; done; }
@@ -73,9 +73,9 @@ noop() {
         t0=$(now)
         out=$(dvc repro 2>&1)
         times+=("$(took "$t0")")
-        grep -q "up to date" <<<"$out" || { say "not a no-op:"; echo "$out" | stamp | tee -a "$log"; exit 1; }
+        grep -q "up to date" <<<"$out" || { say "not a no-op:" >&2; echo "$out" | stamp >>"$log"; exit 1; }
     done
-    say "  runs: ${times[*]}"
+    say "  runs: ${times[*]}" >&2  # stdout carries the median alone
     printf '%s\n' "${times[@]}" | median
 }
 stages=$(dvc stage list | wc -l)
