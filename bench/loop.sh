@@ -101,7 +101,8 @@ if [ "$ci" = 1 ]; then
     ln -s "$(cd "$here/../shared" && pwd)" "$work/shared" 2>/dev/null || true
     cd "$work/ci"
     t=$(now)
-    if CI=true run_logged bash .ci/run; then status=passed; else status=FAILED; fi
+    # CI's own venv (.venv in the clone), not the one this script was given
+    if run_logged env -u VENV CI=true bash .ci/run; then status=passed; else status=FAILED; fi
     say "CI=true bash .ci/run (fresh clone, install included): $(printf %.1f "$(took "$t")") s, $status"
 fi
 python -m dl4cv.warmstart stop >/dev/null 2>&1 || true
