@@ -239,3 +239,14 @@ def test_a_runtime_folder_too_deep_for_a_socket_falls_back_to_tmp(monkeypatch):
     assert warmstart.runtime_dir() == Path("/run/user/0") / f"dl4cv-warm-{os.getuid()}"
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/tmp/" + "x" * 90)
     assert warmstart.runtime_dir() == Path("/tmp") / f"dl4cv-warm-{os.getuid()}"
+
+
+def test_a_folder_others_can_write_to_gets_no_handover(warm):
+    """Anyone may make /tmp/dl4cv-warm-<uid> first and plant a socket there: then stages run
+    cold rather than hand their environment and terminal to whatever listens."""
+    folder = Path(os.environ["XDG_RUNTIME_DIR"]) / f"dl4cv-warm-{os.getuid()}"
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o777)
+    for _ in range(2):
+        assert run_script(warm, "ok").stdout.endswith("False\n")
+    assert not list(folder.iterdir())  # no server was started either

@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import struct
 import sys
 import time
@@ -79,6 +80,8 @@ def hand_over() -> None:
     if not enabled():
         return
     path = socket_path()
+    if not _private(path.parent):
+        return
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(str(path))
@@ -118,6 +121,18 @@ def _follow(conn: socket.socket) -> int:
     return int(value)
 
 
+def _private(folder: Path) -> bool:
+    """Whether `folder` (made if missing) is ours alone. Under /tmp anyone could have made it
+    first and put a socket in it: a stage hands its environment and terminal only to a server
+    in a folder that no other user can write to."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
 def runtime_dir() -> Path:
     """$XDG_RUNTIME_DIR/dl4cv-warm-<uid>, or under /tmp where that would make a socket path
     longer than a Unix socket takes (108 bytes)."""
@@ -153,7 +168,6 @@ def socket_path() -> Path:
 def _start_server(path: Path) -> None:
     import subprocess
 
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     log = open(path.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child
     subprocess.Popen(
         [sys.executable, "-c", "from dl4cv.warmstart import serve; serve()", str(path)],
