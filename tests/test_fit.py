@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
+from dl4cv import backend
 from dl4cv.config import ConfigError, ModelSpec, OptimizerSpec, parse_params
-from dl4cv.training.fit import build_model, fit_keras
+from dl4cv.training.fit import build_model, fit_keras, resolve
 from dl4cv.training.state import TrainingState
 from tests.conftest import toy_params
 from tests.test_checkpoints import tiny_arrays, tiny_experiment
@@ -61,3 +62,38 @@ def test_mlp_hidden_sizes_parse_as_a_tuple_and_are_checked():
 def test_step_decay_settings_are_validated(optimizer, message):
     with pytest.raises(ConfigError, match=rf"experiments\.e\.optimizer\.step_.*{message}"):
         parse_params(_params(optimizer))
+
+
+def _with_train(exp, **train):
+    return dataclasses.replace(exp, train=dataclasses.replace(exp.train, **train))
+
+
+def test_auto_is_fit_in_float32_without_an_accelerator():
+    """On this machine (no GPU), the default keeps the CPU results: model.fit, float32."""
+    exp = tiny_experiment()
+    assert (exp.train.runner, exp.train.dtype_policy) == ("auto", "auto")
+    resolved = resolve(exp).train
+    assert (resolved.runner, resolved.dtype_policy) == ("keras", "float32")
+
+
+@pytest.mark.parametrize(
+    ("model", "train", "expected"),
+    [
+        ("minivggnet", {}, ("scan", "mixed_bfloat16")),
+        ("shallownet", {}, ("scan", "float32")),  # bf16 measured to gain it nothing
+        ("minivggnet", {"runner": "keras"}, ("keras", "mixed_bfloat16")),
+        ("minivggnet", {"dtype_policy": "float32"}, ("scan", "float32")),
+        (
+            "lenet",
+            {"runner": "keras", "dtype_policy": "mixed_bfloat16"},
+            ("keras", "mixed_bfloat16"),
+        ),
+    ],
+)
+def test_auto_on_an_accelerator_takes_the_fast_path(monkeypatch, model, train, expected):
+    """No GPU exists here: `accelerated` stands in for JAX on one. Explicit values win."""
+    monkeypatch.setattr(backend, "accelerated", lambda: True)
+    exp = tiny_experiment()
+    exp = dataclasses.replace(exp, model=dataclasses.replace(exp.model, name=model))
+    resolved = resolve(_with_train(exp, **train)).train
+    assert (resolved.runner, resolved.dtype_policy) == expected

@@ -37,7 +37,8 @@ SCRIPT = textwrap.dedent(
     import numpy as np
 
     from dl4cv import backend
-    from dl4cv.training.fit import fit_keras
+    from dl4cv.training.fit import build_model, fit_keras
+    from dl4cv.training.jax_epochs import fit_scan
     from dl4cv.training.state import resumable_state
     from tests.test_checkpoints import tiny_arrays, tiny_experiment
 
@@ -102,11 +103,31 @@ SCRIPT = textwrap.dedent(
         return {{"sums": sums.sums, "lr": state.history["lr"]}}
 
 
+    def one_full_batch_step(runner, class_weight):
+        # One step over all 64 samples: the order cannot matter, so the scan runner's
+        # per-sample weights must move the weights exactly as fit's class_weight does.
+        backend.seed_everything(SEED)
+        model = build_model(exp.model, data.x_train.shape[1:], 2)
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        if runner == "scan":
+            fit_scan(model, data, batch_size=64, epochs=1, class_weight=class_weight)
+        else:
+            model.fit(data.x_train, data.y_train, batch_size=64, epochs=1, shuffle=False,
+                      class_weight=class_weight, verbose=0)
+        return np.concatenate([keras.ops.convert_to_numpy(w).ravel() for w in model.weights])
+
+
+    weights = {{0: 1.0, 1: 4.0}}
+    fitted = one_full_batch_step("fit", weights)
     out = {{
         "resumed": train("resumed", kill=True),
         "a": train("a"),
         "b": train("b"),
         "decay": step_decay_run(),
+        "class_weight": {{
+            "scan_vs_fit": float(np.abs(one_full_batch_step("scan", weights) - fitted).max()),
+            "unweighted_vs_fit": float(np.abs(one_full_batch_step("scan", None) - fitted).max()),
+        }},
     }}
     print("RESULT " + json.dumps(out))
     """
@@ -165,6 +186,66 @@ def test_scan_runner_trains_with_the_step_decayed_rate(scan_runs):
     first, second, third = decay["sums"]
     assert abs(second - first) < 1e-4 * abs(first)  # a rate of ~0 leaves the weights
     assert second == pytest.approx(third, rel=1e-6)
+
+
+def test_scan_runner_weights_classes_as_fit_does(scan_runs):
+    """Smile detection (ch 22) trains with class weights: one full-batch step of the scan
+    runner lands on fit's weights, and ignoring the weights would not."""
+    compared = scan_runs["class_weight"]
+    assert compared["scan_vs_fit"] < 1e-5
+    assert compared["unweighted_vs_fit"] > 1e-3
+
+
+CACHE_SCRIPT = textwrap.dedent(
+    """
+    import dataclasses, sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from dl4cv import backend
+    from dl4cv.training.fit import fit_keras
+    from dl4cv.training.state import resumable_state
+    from tests.test_checkpoints import tiny_arrays, tiny_experiment
+
+    root = Path(sys.argv[1])
+    backend.use_compile_cache(root / "cache")
+    exp = tiny_experiment(2)
+    exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, runner="scan"))
+    data = tiny_arrays(n_train=64, n_val=32)
+    data.y_train, data.y_val = data.y_train.astype(np.int32), data.y_val.astype(np.int32)
+    directory = root / sys.argv[2]
+    fit_keras(exp, data, resumable_state(directory, "f" * 64, 2), directory, verbose=0)
+    """
+)
+
+
+def test_a_rerun_compiles_nothing_new(tmp_path: Path):
+    """The second training of the same model in a new process finds every program it needs in
+    the compile cache (a key that changed per process would add files)."""
+    script = tmp_path / "cache_run.py"
+    script.write_text(CACHE_SCRIPT)
+    env = os.environ | {
+        "KERAS_BACKEND": "jax",
+        "JAX_PLATFORMS": "cpu",
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # CPU compiles of a toy are quick
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "src")]),
+    }
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    listings = []
+    for run in ("first", "second"):
+        proc = subprocess.run(
+            [sys.executable, str(script), str(tmp_path), run],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-5000:]
+        listings.append(sorted(p.name for p in (tmp_path / "cache").iterdir()))
+    assert len(listings[0]) >= 2  # the training epoch and the validation pass at least
+    assert listings[1] == listings[0]
 
 
 def test_scan_runner_needs_jax(tmp_path):

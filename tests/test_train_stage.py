@@ -176,6 +176,9 @@ def test_shallownet_writes_its_model_and_history(project):
     assert info["experiment"] == SHALLOW
     assert info["epochs"] == EPOCHS
     assert info["backend"] == backend.name()
+    # `auto` on a CPU: model.fit in float32, recorded as such, with the compile-epoch time.
+    assert (info["runner"], info["dtype_policy"]) == ("keras", "float32")
+    assert info["first_epoch_seconds"] == run.history["epoch_seconds"][0]
     assert info["train_seconds"] == pytest.approx(sum(run.history["epoch_seconds"]))
     assert info["wall_seconds"] >= info["train_seconds"]
     for key in PER_EPOCH:

@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 FINAL_KERAS = "model.keras"
 FINAL_KNN = "model.joblib"
+COMPILE_CACHE = ".cache/jax"  # JAX's compiled programs, shared by reruns (git-ignored)
 
 
 def run(exp_id: str, params: Params) -> dict:
@@ -60,10 +61,12 @@ def run(exp_id: str, params: Params) -> dict:
     x_test, y_test = processed.images[split.test], processed.labels[split.test]
     if exp.is_keras:
         from dl4cv.training.callbacks import MLflowMetrics  # loads Keras: networks only
-        from dl4cv.training.fit import IMPROVEMENTS_DIR, check_runner, fit_keras
+        from dl4cv.training.fit import IMPROVEMENTS_DIR, check_runner, fit_keras, resolve
         from dl4cv.training.monitor import TrainingMonitor
 
+        exp = resolve(exp)  # runner/dtype `auto` made concrete for this machine
         check_runner(exp)  # before any run is opened: runner scan needs KERAS_BACKEND=jax
+        backend.use_compile_cache(tracking.repo_root() / COMPILE_CACHE)
     backend.seed_everything(params.seed)
 
     out = model_dir(exp_id)
@@ -103,6 +106,11 @@ def run(exp_id: str, params: Params) -> dict:
                 "dataset.sha256": fetched.sha256,
                 "dataset.origin": fetched.origin,
             }
+            | (
+                {"runner": exp.train.runner, "dtype_policy": exp.train.dtype_policy}
+                if state
+                else {}
+            )
         )
         if new_run:
             tracking.log_metrics({"rejected_images": n_rejects})
@@ -162,23 +170,42 @@ def run(exp_id: str, params: Params) -> dict:
             train_seconds = float(sum(history.get("epoch_seconds", [])))
             if resumed_from:
                 tracking.set_tags({"resumed_from_epoch": str(resumed_from)})
+        timing = _epoch_timing(history, resumed_from) if state else {}
         info = {
             "run_id": active.info.run_id,
             "experiment": exp_id,
             "backend": backend.name(),
+            **(
+                {"runner": exp.train.runner, "dtype_policy": exp.train.dtype_policy}
+                if state
+                else {}
+            ),
             "epochs": len(history.get("loss", [])),
             "train_seconds": train_seconds,
+            **timing,
             "wall_seconds": time.perf_counter() - started,
             "fingerprint": fingerprint,
         }
         predictions.save(out / PREDICTIONS_FILE)
         write_json(out / HISTORY_FILE, history)
         write_json(out / RUN_FILE, info)
-        tracking.log_metrics({"train_seconds": train_seconds})
+        tracking.log_metrics({"train_seconds": train_seconds, **timing})
         for name in (FINAL_KERAS, FINAL_KNN, BEST_FILE):
             tracking.log_artifact(out / name, "model")
     log.info("%s: trained in %.1f s (MLflow run %s)", exp_id, train_seconds, info["run_id"])
     return info
+
+
+def _epoch_timing(history: dict[str, list[float]], first: int) -> dict[str, float]:
+    """Seconds of the first epoch this process ran (compilation included) and the median of the
+    others: their difference is what compiling cost, or what the compile cache saved."""
+    seconds = history.get("epoch_seconds", [])[first:]
+    if not seconds:
+        return {}
+    timing = {"first_epoch_seconds": float(seconds[0])}
+    if len(seconds) > 1:
+        timing["epoch_seconds_median"] = float(np.median(seconds[1:]))
+    return timing
 
 
 def _wait(exp_id: str, waiting: DataWaiting) -> dict:

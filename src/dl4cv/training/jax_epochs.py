@@ -14,7 +14,7 @@ Differences from `model.fit`: each epoch's shuffle is drawn with `jax.random` fr
 (seed, epoch), so a resumed training shuffles as an uninterrupted one would; the last, partial
 batch is still trained (like `fit`), as a separate step inside the same jit; callbacks run at
 epoch level only (train begin/end, epoch begin/end), never per batch; `steps_per_execution`
-and `jit_compile` do not apply.
+and `jit_compile` do not apply. Class weights become per-sample weights, as `fit` makes them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import keras
+import numpy as np
 
 from dl4cv.training.inputs import Arrays
 
@@ -48,21 +49,22 @@ def _sync(model: keras.Model, state: tuple) -> None:
 
 
 def make_train_epoch(model: keras.Model, n: int, batch_size: int, unroll: int = 1) -> Callable:
-    """jit(state, x, y, key) -> state: one shuffled pass over the n training samples."""
+    """jit(state, x, y, w, key) -> state: one shuffled pass over the n training samples, each
+    sample's loss weighted by w (ones when there are no class weights)."""
     steps, rest = divmod(n, batch_size)
 
-    def epoch(state, x, y, key):
+    def epoch(state, x, y, w, key):
         perm = jax.random.permutation(key, n)
         batches = perm[: steps * batch_size].reshape(steps, batch_size)
 
         def body(state, idx):
-            _, state = model.train_step(state, (x[idx], y[idx]))
+            _, state = model.train_step(state, (x[idx], y[idx], w[idx]))
             return state, None
 
         state, _ = jax.lax.scan(body, state, batches, unroll=unroll)
         if rest:
             idx = perm[steps * batch_size :]
-            _, state = model.train_step(state, (x[idx], y[idx]))
+            _, state = model.train_step(state, (x[idx], y[idx], w[idx]))
         return state
 
     return jax.jit(epoch, donate_argnums=0)
@@ -87,6 +89,17 @@ def make_test_epoch(model: keras.Model, n: int, batch_size: int) -> Callable:
     return jax.jit(evaluate)
 
 
+def sample_weights(labels: np.ndarray, class_weight: dict[int, float] | None) -> np.ndarray:
+    """Each sample's loss weight: its class's weight, or 1 (what `fit` derives from
+    `class_weight`)."""
+    if class_weight is None:
+        return np.ones(len(labels), np.float32)
+    table = np.ones(max(class_weight) + 1, np.float32)
+    for label, weight in class_weight.items():
+        table[label] = weight
+    return table[np.asarray(labels).reshape(-1)]
+
+
 def epoch_key(seed: int, epoch: int) -> jax.Array:
     """The shuffle key of an epoch: a function of (seed, epoch) only."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), epoch)
@@ -103,13 +116,16 @@ def fit_scan(
     verbose: int | str = 0,
     val_batch_size: int = 1000,
     unroll: int = 1,
+    class_weight: dict[int, float] | None = None,
 ) -> keras.callbacks.History:
     """Train a compiled model from epoch `initial_epoch` to `epochs` (like `model.fit`).
 
     `callbacks` run in a `keras.callbacks.CallbackList` at epoch level, with the logs
     {loss, accuracy, val_loss, val_accuracy} (whatever the model's metrics are, as `fit` names
     them); the Keras variables hold the epoch's weights and optimizer state when
-    `on_epoch_end` runs. Honors `model.stop_training`. Returns the History of these epochs.
+    `on_epoch_end` runs. Honors `model.stop_training`. `class_weight` weights each training
+    sample's loss by its class's weight (validation stays unweighted, as in `fit`). Returns the
+    History of these epochs.
     """
     if keras.backend.backend() != "jax":
         raise RuntimeError(
@@ -118,6 +134,7 @@ def fit_scan(
     x_train, y_train = arrays.x_train, arrays.y_train
     model._symbolic_build(data_batch=(x_train[:batch_size], y_train[:batch_size]))
     x, y = jax.device_put(x_train), jax.device_put(y_train)
+    w = jax.device_put(sample_weights(y_train, class_weight))
     xv, yv = jax.device_put(arrays.x_val), jax.device_put(arrays.y_val)
     train_epoch = make_train_epoch(model, len(x_train), batch_size, unroll)
     test_epoch = make_test_epoch(model, len(arrays.x_val), min(val_batch_size, len(arrays.x_val)))
@@ -137,7 +154,9 @@ def fit_scan(
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         callback_list.on_epoch_begin(epoch)
-        state = train_epoch(_state(model, optimizer=True, purge=True), x, y, epoch_key(seed, epoch))
+        state = train_epoch(
+            _state(model, optimizer=True, purge=True), x, y, w, epoch_key(seed, epoch)
+        )
         _sync(model, state)
         logs = {k: float(v) for k, v in model.get_metrics_result().items()}
         model.reset_metrics()
