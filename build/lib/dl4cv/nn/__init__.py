@@ -1,0 +1,1 @@
+"""Networks: from-scratch NumPy models and Keras 3 convolutional networks (nn.conv)."""

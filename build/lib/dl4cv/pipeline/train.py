@@ -1,0 +1,264 @@
+"""train: fit one experiment, with checkpoints and resume, tracked as an MLflow run."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import joblib
+import numpy as np
+
+from dl4cv import backend, nn, tracking, training
+from dl4cv.config import Params
+from dl4cv.data.formats import ProcessedDataset
+from dl4cv.data.sources import read_descriptor, sha256sum
+from dl4cv.data.splits import Split
+from dl4cv.data.waiting import DataWaiting
+from dl4cv.fileio import atomic_path, read_json, write_json
+from dl4cv.paths import (
+    HISTORY_FILE,
+    RUN_FILE,
+    model_dir,
+    monitor_dir,
+    processed_file,
+    raw_dir,
+    rejects_file,
+    resume_dir,
+    split_file,
+)
+from dl4cv.training.inputs import arrays_for, scale_pixels
+from dl4cv.training.knn import fit_knn
+from dl4cv.training.predictions import PREDICT_BATCH, PREDICTIONS_FILE, Predictions
+from dl4cv.training.state import BEST_FILE, resumable_state
+
+if TYPE_CHECKING:
+    import keras
+
+log = logging.getLogger(__name__)
+
+FINAL_KERAS = "model.keras"
+FINAL_KNN = "model.joblib"
+COMPILE_CACHE = ".cache/jax"  # JAX's compiled programs, shared by reruns (git-ignored)
+
+
+def run(exp_id: str, params: Params) -> dict:
+    """Write models/<experiment>/model/ (final model, best checkpoint, test-set predictions,
+    history, run id; only run.json, saying so, while the dataset waits for its data)."""
+    exp = params.experiment(exp_id)
+    dataset = exp.dataset
+    try:
+        processed = ProcessedDataset.load(processed_file(dataset))
+        split = Split.from_json(read_json(split_file(dataset)))
+        fetched = read_descriptor(raw_dir(dataset))
+    except DataWaiting as waiting:
+        return _wait(exp_id, waiting)
+    x_test, y_test = processed.images[split.test], processed.labels[split.test]
+    if exp.is_keras:
+        from dl4cv.training.callbacks import MLflowMetrics  # loads Keras: networks only
+        from dl4cv.training.fit import IMPROVEMENTS_DIR, check_runner, fit_keras, resolve
+        from dl4cv.training.monitor import TrainingMonitor
+
+        exp = resolve(exp)  # runner/dtype `auto` made concrete for this machine
+        check_runner(exp)  # before any run is opened: runner scan needs KERAS_BACKEND=jax
+        backend.use_compile_cache(tracking.repo_root() / COMPILE_CACHE)
+    backend.seed_everything(params.seed)
+
+    out = model_dir(exp_id)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    resume_dir(exp_id).mkdir(parents=True, exist_ok=True)  # a declared output, even for k-NN
+    fingerprint = _fingerprint(exp, params.seed, dataset)
+    state = (
+        resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs) if exp.is_keras else None
+    )
+    if state is None or not state.completed:  # the monitor's files of another training go
+        shutil.rmtree(monitor_dir(exp_id), ignore_errors=True)
+    monitor_dir(exp_id).mkdir(parents=True, exist_ok=True)  # declared too; empty when unused
+    rejects = rejects_file(dataset)
+    n_rejects = max(0, len(rejects.read_text().splitlines()) - 1) if rejects.exists() else 0
+
+    with tracking.run(exp_id, run_id=state.run_id if state else None) as active:
+        new_run = state is None or active.info.run_id != state.run_id
+        if new_run:
+            tracking.log_params(
+                tracking.flatten("", dataclasses.asdict(exp))
+                | {
+                    "seed": params.seed,
+                    "profile": params.profile,
+                    "split.train": len(split.train),
+                    "split.val": len(split.val),
+                    "split.test": len(split.test),
+                }
+            )
+        tracking.set_tags(
+            {
+                "dl4cv.experiment": exp_id,
+                "dl4cv.profile": params.profile,
+                "git_commit": tracking.git_commit(),
+                "keras_backend": backend.name(),
+                "dataset": dataset,
+                "dataset.sha256": fetched.sha256,
+                "dataset.origin": fetched.origin,
+            }
+            | (
+                {"runner": exp.train.runner, "dtype_policy": exp.train.dtype_policy}
+                if state
+                else {}
+            )
+        )
+        if new_run:
+            tracking.log_metrics({"rejected_images": n_rejects})
+            tracking.log_artifact(rejects, "data")
+        started = time.perf_counter()
+        if state is None:
+            model = fit_knn(exp.model, processed.images[split.train], processed.labels[split.train])
+            with atomic_path(out / FINAL_KNN, suffix=".joblib") as tmp:
+                joblib.dump(model, tmp)
+            history: dict[str, list[float]] = {}
+            train_seconds = time.perf_counter() - started
+            predictions = Predictions(
+                y_test, processed.classes, model.predict(x_test.reshape(len(x_test), -1))
+            )
+        else:
+            state.run_id = active.info.run_id
+            resumed_from = state.completed
+            callbacks = [MLflowMetrics()]
+            if exp.train.training_monitor:
+                callbacks.append(
+                    TrainingMonitor(
+                        monitor_dir(exp_id) / "curves.png",
+                        monitor_dir(exp_id) / "history.json",
+                        start_at=resumed_from,
+                        title=f"{exp_id} (training monitor)",
+                    )
+                )
+            model = fit_keras(
+                exp,
+                arrays_for(processed, split),
+                state,
+                resume_dir(exp_id),
+                callbacks,
+                seed=params.seed,
+            )
+            with atomic_path(out / FINAL_KERAS, suffix=".keras") as tmp:
+                model.save(tmp)
+            if state.best_file:
+                shutil.copyfile(resume_dir(exp_id) / state.best_file, out / BEST_FILE)
+            predictions = _network_predictions(
+                model,
+                out / BEST_FILE if state.best_file else None,
+                x_test,
+                y_test,
+                processed.classes,
+            )
+            improvements = resume_dir(exp_id) / IMPROVEMENTS_DIR
+            if exp.train.checkpoint == "improvements" and improvements.is_dir():
+                shutil.copytree(improvements, out / IMPROVEMENTS_DIR)
+                # Listed, not uploaded: dozens of weight files would double the disk they take.
+                files = sorted(p.name for p in improvements.glob("*.weights.h5"))
+                tracking.log_metrics({"improvement_checkpoints": len(files)})
+                tracking.log_text("\n".join(files), "model/improvements.txt")
+            for name in ("curves.png", "history.json"):
+                tracking.log_artifact(monitor_dir(exp_id) / name, "monitor")
+            history = state.history
+            train_seconds = float(sum(history.get("epoch_seconds", [])))
+            if resumed_from:
+                tracking.set_tags({"resumed_from_epoch": str(resumed_from)})
+        timing = _epoch_timing(history, resumed_from) if state else {}
+        info = {
+            "run_id": active.info.run_id,
+            "experiment": exp_id,
+            "backend": backend.name(),
+            **(
+                {"runner": exp.train.runner, "dtype_policy": exp.train.dtype_policy}
+                if state
+                else {}
+            ),
+            "epochs": len(history.get("loss", [])),
+            "train_seconds": train_seconds,
+            **timing,
+            "wall_seconds": time.perf_counter() - started,
+            "fingerprint": fingerprint,
+        }
+        predictions.save(out / PREDICTIONS_FILE)
+        write_json(out / HISTORY_FILE, history)
+        write_json(out / RUN_FILE, info)
+        tracking.log_metrics({"train_seconds": train_seconds, **timing})
+        for name in (FINAL_KERAS, FINAL_KNN, BEST_FILE):
+            tracking.log_artifact(out / name, "model")
+    log.info("%s: trained in %.1f s (MLflow run %s)", exp_id, train_seconds, info["run_id"])
+    return info
+
+
+def _epoch_timing(history: dict[str, list[float]], first: int) -> dict[str, float]:
+    """Seconds of the first epoch this process ran (compilation included) and the median of the
+    others: their difference is what compiling cost, or what the compile cache saved."""
+    seconds = history.get("epoch_seconds", [])[first:]
+    if not seconds:
+        return {}
+    timing = {"first_epoch_seconds": float(seconds[0])}
+    if len(seconds) > 1:
+        timing["epoch_seconds_median"] = float(np.median(seconds[1:]))
+    return timing
+
+
+def _wait(exp_id: str, waiting: DataWaiting) -> dict:
+    """The declared outputs of a training that waits for its data: run.json says so (evaluate
+    reads it), the other folders are empty. No MLflow run: nothing was trained."""
+    shutil.rmtree(model_dir(exp_id), ignore_errors=True)
+    for folder in (model_dir(exp_id), resume_dir(exp_id), monitor_dir(exp_id)):
+        folder.mkdir(parents=True, exist_ok=True)
+    info = waiting.record(experiment=exp_id)
+    write_json(model_dir(exp_id) / RUN_FILE, info)
+    waiting.warn(exp_id)
+    return info
+
+
+def _network_predictions(
+    model: keras.Model,
+    best_file: Path | None,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    classes: list[str],
+) -> Predictions:
+    """Softmax outputs on the test images, scaled as in training, of the final model and of the
+    best checkpoint: what evaluate scores, so that it never has to load Keras."""
+    import keras  # loaded by the fit already
+
+    images = scale_pixels(x_test)
+
+    def softmax(network: keras.Model) -> np.ndarray:
+        return network.predict(images, batch_size=PREDICT_BATCH, verbose=0).astype(np.float32)
+
+    best = softmax(keras.models.load_model(best_file)) if best_file else None
+    return Predictions(y_test, classes, softmax(model), best)
+
+
+def _fingerprint(exp, seed: int, dataset: str) -> str:
+    """What a saved training state must match to be resumed: params, input data, and the code
+    that builds and trains the model (a killed run is not continued by edited code)."""
+    payload = json.dumps(
+        {
+            "experiment": dataclasses.asdict(exp),
+            "seed": seed,
+            "code": _code_hash(),
+            "processed": sha256sum(processed_file(dataset)),
+            "split": sha256sum(split_file(dataset)),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _code_hash() -> str:
+    digest = hashlib.sha256()
+    for package in (nn, training):
+        for path in sorted(Path(package.__file__).parent.rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Training wiring: optimizers and schedules, checkpoints and resume, the fit loop."""
