@@ -9,7 +9,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup repro quick test lint clean-venv
+.PHONY: setup repro quick test lint clean-venv wheelhouse
 
 setup: $(STAMP)
 
@@ -27,11 +27,20 @@ quick: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.quick
 
 lint: $(STAMP)
-	$(BIN)/ruff check src stages tests bench
-	$(BIN)/ruff format --check src stages tests bench
+	$(BIN)/ruff check src stages tests bench scripts
+	$(BIN)/ruff format --check src stages tests bench scripts
 
 test: $(STAMP) lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# Wheels for an offline Linux x86-64 server (README "Offline GPU server"): WHEEL_HAVE is what
+# `python3 -m pip list --format=freeze` prints there; TensorFlow is left out (JAX trains there).
+WHEEL_PYTHON ?= 3.12
+WHEEL_HAVE   ?=
+WHEELHOUSE   ?= wheelhouse
+wheelhouse: $(STAMP)
+	$(BIN)/python scripts/wheelhouse.py --python $(WHEEL_PYTHON) --out $(WHEELHOUSE) \
+		$(if $(WHEEL_HAVE),--have $(WHEEL_HAVE))
 
 clean-venv:
 	rm -rf $(VENV)

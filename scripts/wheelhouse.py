@@ -7,7 +7,8 @@ constraints.txt pinned and the tests ran with), its markers evaluated for the ta
 cut where the target already has a package (`--have`: `pip list --format=freeze` run there, or
 one name per line) or where it is not wanted (`--skip`, default TensorFlow: a GPU server trains
 with KERAS_BACKEND=jax). Packages PyPI has no wheel for (antlr4-python3-runtime) are built here,
-and must be pure Python.
+and must be pure Python. dl4cv itself is not in it: install the clone editable, so that edits
+to src/ take effect.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parent.parent
 TENSORFLOW = ("tensorflow", "tensorflow-cpu")
 NO_WHEEL = re.compile(r"No matching distribution found for ([A-Za-z0-9_.\-]+)")
 
@@ -120,14 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     pins = sorted(f"{name}=={version}" if version else name for name, version in wanted.items())
     download(pins, args.out, args.python, args.glibc)
-    own = pip("wheel", "--no-deps", "--quiet", "-w", str(args.out), str(ROOT))
-    if own.returncode:
-        sys.exit(f"wheelhouse: building dl4cv's wheel failed:\n{own.stderr.strip()}")
     wheels = sorted(args.out.glob("*.whl"))
     size = sum(p.stat().st_size for p in wheels) / 2**20
     print(f"{len(wheels)} wheels, {size:.1f} MiB in {args.out} (left out: {len(have)} the target")
     print(f"has, and {' '.join(args.skip) or 'nothing else'}). Install there with")
     print(f"  python3 -m pip install --no-index --no-deps {args.out}/*.whl")
+    print("then dl4cv itself, from the clone: pip install --no-deps --no-build-isolation -e .")
 
 
 if __name__ == "__main__":

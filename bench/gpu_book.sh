@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole book through `dvc repro` on one GPU, from clean, then minivggnet_cifar10 retrained
+# to measure the compile cache and GPU determinism (issue 9). Run from the repository root on
+# the GPU machine, after installing the wheelhouse (README, "Offline GPU server"):
+#   setsid bash bench/gpu_book.sh MIRROR OUT > OUT/driver.log 2>&1 &
+# Writes into OUT: repro.log (every line timestamped), gpu_util.csv (nvidia-smi, 1 s), stages.md
+# (seconds per stage, sorted), reruns.log, reruns.jsonl, reports.tar.gz, runs.tar.gz, DONE.
+set -uo pipefail
+mirror=$(realpath "$1") out=$(realpath "$2")
+export KERAS_BACKEND=jax DL4CV_MIRROR=$mirror PYTHONUNBUFFERED=1
+stamp() { python3 -u -c '
+import sys, time
+for line in sys.stdin:
+    t = time.time()
+    print(time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}", line, end="")
+'; }
+
+if [ ! -d .git ]; then  # the device receives a copy of the working tree without .git
+    git init -q && git add -A && git -c user.name=bench -c user.email=bench@localhost commit -qm book
+fi
+rm -rf data models reports mlflow.db mlartifacts dvc.lock .cache
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -lms 1000 \
+    > "$out/gpu_util.csv" &
+sampler=$!
+start=$(date +%s.%N)
+dvc repro 2>&1 | stamp > "$out/repro.log"
+echo "dvc repro exit ${PIPESTATUS[0]}, $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s" \
+    | stamp >> "$out/repro.log"
+kill "$sampler"
+python3 bench/stage_times.py "$out/repro.log" > "$out/stages.md"
+
+# Reruns of minivggnet_cifar10: cache warm (compile seconds saved), twice (determinism), then
+# twice with XLA's deterministic GPU ops (what determinism costs).
+rerun() {
+    dvc repro -f -s train@minivggnet_cifar10 2>&1 | stamp >> "$out/reruns.log"
+    python3 - "$1" >> "$out/reruns.jsonl" <<'EOF'
+import json, sys
+run = json.load(open("models/minivggnet_cifar10/model/run.json"))
+history = json.load(open("models/minivggnet_cifar10/model/history.json"))
+keys = ("runner", "dtype_policy", "train_seconds", "first_epoch_seconds", "epoch_seconds_median")
+print(json.dumps({"label": sys.argv[1], **{k: run.get(k) for k in keys},
+                  "val_accuracy": history["val_accuracy"], "loss": history["loss"]}))
+EOF
+}
+cp models/minivggnet_cifar10/model/run.json "$out/minivggnet_first_run.json"
+rerun cache-warm-1
+rerun cache-warm-2
+XLA_FLAGS=--xla_gpu_deterministic_ops=true rerun deterministic-1
+XLA_FLAGS=--xla_gpu_deterministic_ops=true rerun deterministic-2
+tar czf "$out/reports.tar.gz" reports dvc.lock
+tar czf "$out/runs.tar.gz" models/*/model/run.json models/*/model/history.json \
+    "$out/minivggnet_first_run.json" 2>/dev/null
+touch "$out/DONE"
