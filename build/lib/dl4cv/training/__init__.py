@@ -1,1 +1,0 @@
-"""Training wiring: optimizers and schedules, checkpoints and resume, the fit loop."""
