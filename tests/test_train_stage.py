@@ -270,7 +270,8 @@ def test_shallownet_mlflow_run(project):
     assert tags["dl4cv.experiment"] == SHALLOW
     assert "resumed_from_epoch" not in tags
     rid = info["run_id"]
-    assert artifacts(client, rid, "model") == ["model/best.keras", "model/model.keras"]
+    assert artifacts(client, rid, "checkpoints") == ["checkpoints/best.keras"]
+    assert {"model/MLmodel", "model/data"} <= set(artifacts(client, rid, "model"))
     assert artifacts(client, rid, "report") == sorted(f"report/{n}" for n in REPORT_FILES)
     assert artifacts(client, rid, "data") == [f"data/{DATASET}-rejects.csv"]
 
@@ -307,7 +308,8 @@ def test_knn_stage(project):
     assert mlrun.data.metrics["test_accuracy"] == pytest.approx(m["accuracy"])
     assert "loss" not in mlrun.data.metrics
     assert mlrun.data.tags["dataset.sha256"] == project.fetched.sha256
-    assert artifacts(client, run.info["run_id"], "model") == ["model/model.joblib"]
+    assert "model/MLmodel" in artifacts(client, run.info["run_id"], "model")
+    assert artifacts(client, run.info["run_id"], "checkpoints") == []
     assert "report/curves.png" in artifacts(client, run.info["run_id"], "report")
 
 
