@@ -14,6 +14,7 @@ and `report` (what the stage wrote under reports/).
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Iterator, Mapping
@@ -121,6 +122,11 @@ def _dataset(fetched: Fetched) -> Any:
         @property
         def profile(self) -> dict[str, int] | None:
             return self._splits or None
+
+        def to_dict(self) -> dict[str, str]:  # what log_input stores: MetaDataset omits profile
+            return super().to_dict() | (
+                {"profile": json.dumps(self._splits)} if self._splits else {}
+            )
 
     location = fetched.location
     if location.startswith(("http://", "https://")):
