@@ -390,7 +390,8 @@ def test_killed_trainings_resume_only_with_the_same_params(fresh_project, monkey
     logged = client.get_metric_history(killed_run, "loss")
     assert [m.step for m in logged] == [1, 2, 3]
     assert [m.value for m in logged] == pytest.approx(history["loss"])
-    assert artifacts(client, killed_run, "model") == ["model/best.keras", "model/model.keras"]
+    assert artifacts(client, killed_run, "checkpoints") == ["checkpoints/best.keras"]
+    assert "model/MLmodel" in artifacts(client, killed_run, "model")
 
     # Evaluate reads models/<exp>/model/ only (no dataset), and there the best outputs: the
     # final ones, made all wrong, would score 0.
