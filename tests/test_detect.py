@@ -279,8 +279,8 @@ def test_demo_video_then_detect_stage_end_to_end(in_tmp: Path, mlflow_store, hop
     assert run.data.tags["model_run_id"] == "trained-run"
     assert run.data.metrics["truth.detection_rate"] == 1.0
     assert run.data.params["detect.cascade.min_neighbors"] == "5"
-    logged = {a.path for a in client.list_artifacts(run.info.run_id, "detect")}
-    assert logged == {"detect/frames.csv", "detect/metrics.json", "detect/annotated.mp4"}
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert logged == {"report/frames.csv", "report/metrics.json", "report/annotated.mp4"}
 
 
 def _model_file() -> Path:

@@ -257,7 +257,12 @@ def test_mlflow_has_one_run_per_experiment(repo):
         assert run_.data.tags["dataset.origin"] == origin, exp_id
         assert run_.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
         artifacts = {a.path for a in client.list_artifacts(run_.info.run_id)}
-        assert {"model", "report", "data"} <= artifacts
+        assert {"report", "data"} <= artifacts
+        (model,) = client.search_logged_models(
+            [run_.info.experiment_id], filter_string=f"source_run_id = '{run_.info.run_id}'"
+        )
+        assert model.name == "model", exp_id  # the MLflow Model: runs:/<run id>/model
+        assert run_.inputs.dataset_inputs[0].dataset.name == run_.data.params["dataset"]
     animals = by_name["shallownet_animals"]
     assert animals.data.metrics["rejected_images"] == 1
     history = client.get_metric_history(animals.info.run_id, "val_accuracy")

@@ -435,8 +435,8 @@ def test_run_writes_the_report_and_logs_it(in_tmp, mlflow_store, figures_file):
     assert run.data.metrics["experiments_reproduced"] == 2
     assert run.data.metrics["experiments_not_comparable_quick_profile"] == 1
     assert run.data.params["profile"] == "book"
-    logged = {a.path for a in client.list_artifacts(run.info.run_id, "book")}
-    assert logged == {"book/book.md", "book/book.html", "book/book.json"}
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert logged == {"report/book.md", "report/book.html", "report/book.json"}
 
 
 @pytest.mark.parametrize(

@@ -329,8 +329,7 @@ def test_artifacts_are_uploaded_to_the_server(trained, tracking_server):
     listed = artifact_paths(client, run_id)
     model, report = paths.model_dir(EXP), paths.report_dir(EXP)
     expected = {
-        "model/model.keras": model / train.FINAL_KERAS,
-        "model/best.keras": model / "best.keras",
+        "checkpoints/best.keras": model / "best.keras",
         "report/metrics.json": report / "metrics.json",
         "report/report.txt": report / "report.txt",
         "report/confusion_matrix.png": report / "confusion_matrix.png",

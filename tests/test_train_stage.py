@@ -273,7 +273,8 @@ def test_shallownet_mlflow_run(project):
     assert tags["dl4cv.experiment"] == SHALLOW
     assert "resumed_from_epoch" not in tags
     rid = info["run_id"]
-    assert artifacts(client, rid, "model") == ["model/best.keras", "model/model.keras"]
+    assert artifacts(client, rid, "checkpoints") == ["checkpoints/best.keras"]
+    assert {"model/MLmodel", "model/data"} <= set(artifacts(client, rid, "model"))
     assert artifacts(client, rid, "report") == sorted(f"report/{n}" for n in REPORT_FILES)
     assert artifacts(client, rid, "data") == [f"data/{DATASET}-rejects.csv"]
 
@@ -310,7 +311,8 @@ def test_knn_stage(project):
     assert mlrun.data.metrics["test_accuracy"] == pytest.approx(m["accuracy"])
     assert "loss" not in mlrun.data.metrics
     assert mlrun.data.tags["dataset.sha256"] == project.fetched.sha256
-    assert artifacts(client, run.info["run_id"], "model") == ["model/model.joblib"]
+    assert "model/MLmodel" in artifacts(client, run.info["run_id"], "model")
+    assert artifacts(client, run.info["run_id"], "checkpoints") == []
     assert "report/curves.png" in artifacts(client, run.info["run_id"], "report")
 
 
@@ -391,7 +393,8 @@ def test_killed_trainings_resume_only_with_the_same_params(fresh_project, monkey
     logged = client.get_metric_history(killed_run, "loss")
     assert [m.step for m in logged] == [1, 2, 3]
     assert [m.value for m in logged] == pytest.approx(history["loss"])
-    assert artifacts(client, killed_run, "model") == ["model/best.keras", "model/model.keras"]
+    assert artifacts(client, killed_run, "checkpoints") == ["checkpoints/best.keras"]
+    assert "model/MLmodel" in artifacts(client, killed_run, "model")
 
     # Evaluate reads models/<exp>/model/ only (no dataset), and there the best outputs: the
     # final ones, made all wrong, would score 0.

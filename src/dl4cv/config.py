@@ -712,6 +712,13 @@ class Detect:
 
 
 @dataclass(frozen=True)
+class MLflowSettings:
+    # Experiments whose model the evaluate stage puts in the MLflow Model Registry, each under
+    # its experiment id (a new version per training run).
+    register: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Params:
     profile: Literal["book", "quick"]
     seed: int = bounded(**SEED)
@@ -723,6 +730,7 @@ class Params:
     exercises: dict[str, Exercise] = field(default_factory=dict)  # ch 8-11, 19
     imagenet: ImageNet = ImageNet()  # ch 20
     detect: Detect = Detect()  # ch 22: faces + smile classifier on a video
+    mlflow: MLflowSettings = MLflowSettings()
 
     def dataset(self, name: str) -> Dataset:
         if name == CAPTCHA and self.captcha is not None:
@@ -812,6 +820,12 @@ def parse_params(raw: Any, source: str = PARAMS_FILE) -> Params:
                 f"declared datasets {params.dataset_names()}"
             )
     _check_captcha(params, source)
+    for exp_id in params.mlflow.register:
+        if exp_id not in params.experiments:
+            raise ConfigError(
+                f"{source}: mlflow.register: {exp_id!r} is not one of the declared experiments "
+                f"{sorted(params.experiments)}"
+            )
     for ex in params.exercises.values():
         if ex.dataset is not None and ex.dataset not in params.dataset_names():
             raise ConfigError(

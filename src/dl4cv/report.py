@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from dl4cv import tracking
+from dl4cv import run_record, tracking
 from dl4cv.config import ConfigError, Params, build
 from dl4cv.data import waiting
 from dl4cv.fileio import write_json, write_text
@@ -675,12 +675,11 @@ def run(params: Params) -> dict[str, list[str]]:
     rows = build_rows(figures, EXPERIMENTS_DIR, declared_chapters(params))
     paths = write_report(rows, REPORTS, params.profile, str(FIGURES_FILE))
     groups = summarize(rows)
-    with tracking.run(RUN_NAME):
-        tracking.set_tags({"dl4cv.profile": params.profile, "git_commit": tracking.git_commit()})
+    with run_record.record("report", RUN_NAME, params):
         tracking.log_params({"profile": params.profile, "figures": str(FIGURES_FILE)})
         tracking.log_metrics({f"experiments_{slug(v)}": len(ids) for v, ids in groups.items()})
         for path in paths:
-            tracking.log_artifact(path, "book")
+            tracking.log_artifact(path, run_record.REPORT)
     log.info(
         "%d experiments: %s",
         len(rows),

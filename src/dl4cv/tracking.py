@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 EXPERIMENT_NAME = "dl4cv"
 ARTIFACTS_DIR = "mlartifacts"
 METRICS_PER_BATCH = 1000  # the most MLflow accepts in one log_batch request
+# MLflow 3's UI opens an experiment whose kind it cannot tell on the GenAI overview (traces);
+# this kind opens it on its runs table, as for any model training (mlflow.experimentKind values
+# are those of the UI's ExperimentKind).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def repo_root() -> Path:
@@ -44,14 +49,23 @@ def _mlflow():
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri())
-    if mlflow.get_experiment_by_name(EXPERIMENT_NAME) is None:
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT_NAME)
+    if experiment is None:
         location = None  # a server (http://...) keeps artifacts where it was told to
         # A database used directly would put them in ./mlruns of the working directory, for
         # `dvc exp run --temp` a copy deleted afterwards: keep them in the repository.
         scheme = tracking_uri().split(":", 1)[0].split("+", 1)[0]  # postgresql+psycopg2
         if scheme in ("sqlite", "postgresql", "mysql", "mssql"):
             location = (repo_root() / ARTIFACTS_DIR).as_uri()
-        mlflow.create_experiment(EXPERIMENT_NAME, artifact_location=location)
+        mlflow.create_experiment(
+            EXPERIMENT_NAME,
+            artifact_location=location,
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
+    elif experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag
+        mlflow.MlflowClient().set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+        )
     mlflow.set_experiment(EXPERIMENT_NAME)
     return mlflow
 

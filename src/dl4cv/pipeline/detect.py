@@ -19,7 +19,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from dl4cv import tracking
+from dl4cv import run_record, tracking
 from dl4cv.config import IMAGE_ZIPS, WEBCAM, ConfigError, Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.loaders import Entry, ZipSource
@@ -113,7 +113,9 @@ def run(params: Params) -> dict:
 
     out = report_dir(DETECT_ID)
     shutil.rmtree(out / "video", ignore_errors=True)  # an .avi of an earlier fallback
-    with tracking.run(DETECT_ID) as active:
+    with run_record.record(
+        "detect", DETECT_ID, params, tags={"model_experiment": exp.id, "model_run_id": model_run}
+    ) as active:
         found = detect_video(spec.video, detector, out / "video" / "annotated", spec.max_frames)
         labels = Counter(face.label for _, _, face in found.rows)
         metrics = {
@@ -145,18 +147,10 @@ def run(params: Params) -> dict:
         tracking.log_params(
             tracking.flatten("detect", spec) | {"profile": params.profile, "classes": classes}
         )
-        tracking.set_tags(
-            {
-                "dl4cv.experiment": DETECT_ID,
-                "dl4cv.profile": params.profile,
-                "git_commit": tracking.git_commit(),
-                "model_run_id": model_run,
-                "codec": found.codec,
-            }
-        )
+        tracking.set_tags({"codec": found.codec})
         tracking.log_metrics(_numbers(metrics))
         for path in (out / "frames.csv", out / "metrics.json", found.video):
-            tracking.log_artifact(path, "detect")
+            tracking.log_artifact(path, run_record.REPORT)
     log.info(
         "%s: %d frames, %d faces in %d frames, %.1f frames/s; %s (%s)",
         spec.video,

@@ -10,7 +10,7 @@ import logging
 
 import numpy as np
 
-from dl4cv import evaluation, tracking
+from dl4cv import evaluation, run_record, tracking
 from dl4cv.config import ConfigError, Params
 from dl4cv.data.waiting import DataWaiting, raise_if_waiting
 from dl4cv.fileio import read_json, write_json, write_text
@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 def run(exp_id: str, params: Params) -> dict:
     """Write reports/<experiment>/: metrics.json, report.txt, confusion_matrix.png, curves.png,
-    history.csv; log them to the experiment's MLflow run (placeholders that say so, and no
-    run, while the training waits for its data)."""
+    history.csv; log them to the experiment's MLflow run and register its model when
+    `mlflow.register` lists it (placeholders that say so, and no run, while the training waits
+    for its data)."""
     exp = params.experiment(exp_id)
     trained = model_dir(exp_id)
     info = read_json(trained / RUN_FILE)
@@ -83,7 +84,7 @@ def run(exp_id: str, params: Params) -> dict:
     )
     evaluation.history_csv(out / "history.csv", history)
 
-    with tracking.run(exp_id, run_id=info["run_id"]):
+    with run_record.record("evaluate", exp_id, params, run_id=info["run_id"]) as active:
         tracking.log_metrics(
             {
                 f"test_{k}": v
@@ -107,7 +108,10 @@ def run(exp_id: str, params: Params) -> dict:
             "learning_rate.png",
             "history.csv",
         ):
-            tracking.log_artifact(out / name, "report")
+            tracking.log_artifact(out / name, run_record.REPORT)
+        if exp_id in params.mlflow.register:
+            version = run_record.register(exp_id, active.info.run_id)
+            log.info("%s: model registered as %s version %d", exp_id, exp_id, version)
     log.info(
         "%s: accuracy %.4f, weighted precision %.4f on %d test images",
         exp_id,

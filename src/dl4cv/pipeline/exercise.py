@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dl4cv import tracking
+from dl4cv import run_record, tracking
 from dl4cv.config import Exercise, Params
-from dl4cv.data.sources import sha256sum
 from dl4cv.data.waiting import DataWaiting, raise_if_waiting
 from dl4cv.exercises import Outcome
 from dl4cv.exercises.convolutions import convolutions
@@ -79,7 +78,13 @@ def run(exercise_id: str, params: Params) -> dict:
         waiting.warn(exercise_id)
         return metrics
 
-    with tracking.run(exercise_id) as active:
+    with run_record.record(
+        "exercise",
+        exercise_id,
+        params,
+        dataset=exercise.dataset,
+        tags={"dl4cv.kind": exercise.kind},
+    ) as active:
         tracking.log_params(
             tracking.flatten("settings", exercise.settings)
             | {
@@ -90,18 +95,6 @@ def run(exercise_id: str, params: Params) -> dict:
                 "profile": params.profile,
             }
         )
-        tags = {
-            "dl4cv.experiment": exercise_id,
-            "dl4cv.profile": params.profile,
-            "dl4cv.kind": exercise.kind,
-            "git_commit": tracking.git_commit(),
-        }
-        if exercise.dataset is not None and processed_file(exercise.dataset).exists():
-            tags |= {
-                "dataset": exercise.dataset,
-                "dataset.processed_sha256": sha256sum(processed_file(exercise.dataset)),
-            }
-        tracking.set_tags(tags)
 
         started = time.perf_counter()
         outcome = RUNNERS[exercise.kind](exercise, params, figures)
@@ -131,10 +124,10 @@ def run(exercise_id: str, params: Params) -> dict:
         header = f"{exercise_id} (ch {exercise.chapter}, {exercise.kind}), profile {params.profile}"
         write_text(out / "report.txt", f"{header}\n\n{outcome.report}")
         write_json(out / "metrics.json", metrics)
-        tracking.log_artifact(out / "metrics.json", "report")
-        tracking.log_artifact(out / "report.txt", "report")
+        tracking.log_artifact(out / "metrics.json", run_record.REPORT)
+        tracking.log_artifact(out / "report.txt", run_record.REPORT)
         for path in sorted(figures.iterdir()):
-            tracking.log_artifact(path, f"report/{PLOTS}")
+            tracking.log_artifact(path, f"{run_record.REPORT}/{PLOTS}")
     log.info("%s: done in %.2f s (MLflow run %s)", exercise_id, wall_seconds, active.info.run_id)
     return metrics
 

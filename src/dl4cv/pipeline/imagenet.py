@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dl4cv import backend, tracking
+from dl4cv import backend, run_record, tracking
 from dl4cv.config import ConfigError, ImageNet, Params
 from dl4cv.data.formats import write_rejects
 from dl4cv.data.loaders import Reject
@@ -76,15 +76,9 @@ def run(exp_id: str, params: Params) -> dict:
     shutil.rmtree(staging, ignore_errors=True)
     (staging / ANNOTATED).mkdir(parents=True)
     try:
-        with tracking.run(EXPERIMENT) as active:
-            tracking.set_tags(
-                {
-                    "dl4cv.experiment": EXPERIMENT,
-                    "dl4cv.profile": params.profile,
-                    "git_commit": tracking.git_commit(),
-                    "keras_backend": backend.name(),
-                }
-            )
+        with run_record.record(
+            "imagenet", EXPERIMENT, params, tags={"keras_backend": backend.name()}
+        ) as active:
             tracking.log_params(tracking.flatten("imagenet", settings))
             results, timings = _classify_all(
                 settings, weights, labels, images, staging, params.seed
@@ -121,7 +115,8 @@ def run(exp_id: str, params: Params) -> dict:
             )
             for path in sorted(out.rglob("*")):
                 if path.is_file():
-                    tracking.log_artifact(path, str(Path("report") / path.parent.relative_to(out)))
+                    folder = Path(run_record.REPORT) / path.parent.relative_to(out)
+                    tracking.log_artifact(path, str(folder))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info(

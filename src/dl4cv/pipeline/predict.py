@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dl4cv import tracking
+from dl4cv import run_record, tracking
 from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor
@@ -76,11 +76,12 @@ def run(pred_id: str, params: Params) -> dict:
     _write_csv(out / "predictions.csv", rows)
 
     correct = int(sum(r[1] == r[2] for r in rows))
-    with tracking.run(pred_id) as active:
+    with run_record.record(
+        "predict", pred_id, params, dataset=exp.dataset, tags={"model_experiment": exp.id}
+    ) as active:
         tracking.log_params(
             {"experiment": exp.id, "samples": len(rows), "seed": pred.seed, "model": model_file}
         )
-        tracking.set_tags({"dl4cv.experiment": pred_id, "dl4cv.profile": params.profile})
         metrics = {
             "experiment": pred_id,
             "chapter": pred.chapter,
@@ -96,7 +97,7 @@ def run(pred_id: str, params: Params) -> dict:
         write_json(out / "metrics.json", metrics)
         tracking.log_metrics({"sample_accuracy": metrics["sample_accuracy"]})
         for name in ("predictions.png", "predictions.csv", "metrics.json"):
-            tracking.log_artifact(out / name, "report")
+            tracking.log_artifact(out / name, run_record.REPORT)
     log.info("%s: %d of %d sample predictions right (%s)", pred_id, correct, len(rows), model_file)
     return metrics
 

@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from dl4cv import backend, evaluation, tracking
+from dl4cv import backend, evaluation, run_record, tracking
 from dl4cv.captcha import settings
 from dl4cv.captcha.generator import CaptchaGenerator
 from dl4cv.captcha.solve import CaptchaSolver, Solution, draw_grid
@@ -88,23 +88,23 @@ def run(params: Params) -> dict:
     )
 
     model_run = read_json(trained / RUN_FILE)["run_id"]
-    with tracking.run(RECORD) as active:
+    with run_record.record(
+        "solve",
+        RECORD,
+        params,
+        dataset=CAPTCHA,
+        tags={
+            "keras_backend": backend.name(),
+            "model_experiment": exp.id,
+            "model_run_id": model_run,
+        },
+    ) as active:
         metrics["mlflow_run_id"] = active.info.run_id
         metrics["wall_seconds"] = time.perf_counter() - started
         tracking.log_params(
             tracking.flatten("solve", dataclasses.asdict(solve))
             | tracking.flatten("segment", dataclasses.asdict(spec.segment))
             | {"profile": params.profile}
-        )
-        tracking.set_tags(
-            {
-                "dl4cv.experiment": RECORD,
-                "dl4cv.profile": params.profile,
-                "git_commit": tracking.git_commit(),
-                "keras_backend": backend.name(),
-                "model_experiment": exp.id,
-                "model_run_id": model_run,
-            }
         )
         tracking.log_metrics(
             {
@@ -125,7 +125,7 @@ def run(params: Params) -> dict:
             if not cv2.imwrite(str(tmp), grid):
                 raise OSError(f"could not write {out / GRID_FILE}")
         for name in ("metrics.json", "report.txt", GRID_FILE):
-            tracking.log_artifact(out / name, "report")
+            tracking.log_artifact(out / name, run_record.REPORT)
     log.info(
         "%d captchas: %.4f solved (all %d digits right), digit accuracy %.4f, %d did not split; "
         "%.1f ms per captcha",

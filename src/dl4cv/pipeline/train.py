@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import joblib
 import numpy as np
 
-from dl4cv import backend, nn, tracking, training
+from dl4cv import backend, mlflow_model, nn, run_record, tracking, training
 from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor, sha256sum
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 FINAL_KERAS = "model.keras"
 FINAL_KNN = "model.joblib"
 COMPILE_CACHE = ".cache/jax"  # JAX's compiled programs, shared by reruns (git-ignored)
+EXAMPLES = 5  # test images saved with the MLflow Model as its input example
 
 
 def run(exp_id: str, params: Params) -> dict:
@@ -55,7 +56,7 @@ def run(exp_id: str, params: Params) -> dict:
     try:
         processed = ProcessedDataset.load(processed_file(dataset))
         split = Split.from_json(read_json(split_file(dataset)))
-        fetched = read_descriptor(raw_dir(dataset))
+        read_descriptor(raw_dir(dataset))  # raises DataWaiting while the download waits
     except DataWaiting as waiting:
         return _wait(exp_id, waiting)
     x_test, y_test = processed.images[split.test], processed.labels[split.test]
@@ -83,7 +84,15 @@ def run(exp_id: str, params: Params) -> dict:
     rejects = rejects_file(dataset)
     n_rejects = max(0, len(rejects.read_text().splitlines()) - 1) if rejects.exists() else 0
 
-    with tracking.run(exp_id, run_id=state.run_id if state else None) as active:
+    with run_record.record(
+        "train",
+        exp_id,
+        params,
+        dataset=dataset,
+        run_id=state.run_id if state else None,
+        tags={"keras_backend": backend.name()}
+        | ({"runner": exp.train.runner, "dtype_policy": exp.train.dtype_policy} if state else {}),
+    ) as active:
         new_run = state is None or active.info.run_id != state.run_id
         if new_run:
             tracking.log_params(
@@ -96,25 +105,8 @@ def run(exp_id: str, params: Params) -> dict:
                     "split.test": len(split.test),
                 }
             )
-        tracking.set_tags(
-            {
-                "dl4cv.experiment": exp_id,
-                "dl4cv.profile": params.profile,
-                "git_commit": tracking.git_commit(),
-                "keras_backend": backend.name(),
-                "dataset": dataset,
-                "dataset.sha256": fetched.sha256,
-                "dataset.origin": fetched.origin,
-            }
-            | (
-                {"runner": exp.train.runner, "dtype_policy": exp.train.dtype_policy}
-                if state
-                else {}
-            )
-        )
-        if new_run:
             tracking.log_metrics({"rejected_images": n_rejects})
-            tracking.log_artifact(rejects, "data")
+            tracking.log_artifact(rejects, run_record.DATA)
         started = time.perf_counter()
         if state is None:
             model = fit_knn(exp.model, processed.images[split.train], processed.labels[split.train])
@@ -163,9 +155,9 @@ def run(exp_id: str, params: Params) -> dict:
                 # Listed, not uploaded: dozens of weight files would double the disk they take.
                 files = sorted(p.name for p in improvements.glob("*.weights.h5"))
                 tracking.log_metrics({"improvement_checkpoints": len(files)})
-                tracking.log_text("\n".join(files), "model/improvements.txt")
+                tracking.log_text("\n".join(files), f"{run_record.CHECKPOINTS}/improvements.txt")
             for name in ("curves.png", "history.json"):
-                tracking.log_artifact(monitor_dir(exp_id) / name, "monitor")
+                tracking.log_artifact(monitor_dir(exp_id) / name, run_record.MONITOR)
             history = state.history
             train_seconds = float(sum(history.get("epoch_seconds", [])))
             if resumed_from:
@@ -190,8 +182,14 @@ def run(exp_id: str, params: Params) -> dict:
         write_json(out / HISTORY_FILE, history)
         write_json(out / RUN_FILE, info)
         tracking.log_metrics({"train_seconds": train_seconds, **timing})
-        for name in (FINAL_KERAS, FINAL_KNN, BEST_FILE):
-            tracking.log_artifact(out / name, "model")
+        tracking.log_artifact(out / BEST_FILE, run_record.CHECKPOINTS)
+        # The final model, as an MLflow Model: examples are the first test images, as the model
+        # takes them (k-NN: raw flattened pixels; networks: pixels scaled to [0, 1]).
+        examples = x_test[:EXAMPLES]
+        if exp.is_keras:
+            mlflow_model.log_keras(model, scale_pixels(examples))
+        else:
+            mlflow_model.log_knn(model, examples.reshape(len(examples), -1))
     log.info("%s: trained in %.1f s (MLflow run %s)", exp_id, train_seconds, info["run_id"])
     return info
 
