@@ -1,6 +1,7 @@
 # One command each (see README):
 #   make repro   set up .venv and run the whole pipeline (dvc repro)
 #   make test    set up .venv and run the linter and the test suite
+#   make exps    dvc exp show for a 120-column terminal (EXP=lenet_mnist: that one's columns)
 # Offline machines: DL4CV_MIRROR=/path/to/mirror make repro
 # No Animals (the book's dataset, no public URL)? Their stages wait; README "No Animals yet?"
 
@@ -9,7 +10,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup repro quick test lint clean-venv wheelhouse
+.PHONY: setup repro quick exps test lint clean-venv wheelhouse
 
 setup: $(STAMP)
 
@@ -25,6 +26,15 @@ repro: $(STAMP)
 # dvc exp run -S profile=quick, then params.yaml put back as it was (src/dl4cv/quick.py)
 quick: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.quick
+
+# Each experiment's headline metrics (the `<id>.accuracy` and `<id>.precision_weighted` columns
+# of reports/metrics/, kept for the ids matching the regex EXP) and the params that differ;
+# no Created column, no dependency hashes (the columns with a '/').
+EXP ?= .*
+HEADLINE := \.(accuracy|precision_weighted)$$
+exps:
+	PATH="$(abspath $(BIN)):$$PATH" dvc exp show --no-pager --only-changed \
+		--drop 'Created|.*/|.*$(HEADLINE)' --keep '($(EXP))$(HEADLINE)'
 
 lint: $(STAMP)
 	$(BIN)/ruff check src stages tests bench scripts

@@ -362,6 +362,4 @@ def test_second_repro_is_a_noop(repo):
     assert "Data and pipelines are up to date" in result.stdout
     status = run(["dvc", "metrics", "show", "--json"], root, env)
     shown = json.loads(status.stdout)
-    assert any(
-        "reports/experiments/lenet_mnist/metrics.json" in json.dumps(v) for v in shown.values()
-    )
+    assert any("reports/metrics/lenet_mnist.json" in json.dumps(v) for v in shown.values())

@@ -439,6 +439,30 @@ def test_run_writes_the_report_and_logs_it(in_tmp, mlflow_store, figures_file):
     assert logged == {"report/book.md", "report/book.html", "report/book.json"}
 
 
+def test_headlines_are_the_only_numbers_dvc_sees(tmp_path):
+    """reports/metrics/<id>.json: accuracy and weighted precision, nothing else (per class,
+    timings, run ids stay in the record), one file per record that has them; a file of a
+    record removed since goes."""
+    experiments = tmp_path / "experiments"
+    write_records(experiments)
+    out = tmp_path / "metrics"
+    out.mkdir()
+    (out / "removed_since.json").write_text('{"accuracy": 1.0}')
+    report.write_headlines(experiments, out)
+    written = {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
+    assert written == {
+        exp_id: {exp_id: numbers}
+        for exp_id, numbers in {
+            "within": {"accuracy": 0.6907, "precision_weighted": 0.697},
+            "under": {"accuracy": 0.8018, "precision_weighted": 0.801},
+            "quick_run": {"precision_weighted": 0.99},
+            "info_only": {"precision_weighted": 0.8123},
+            "lacking": {"accuracy": 0.8},
+            "stray": {"accuracy": 0.5},
+        }.items()
+    }
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

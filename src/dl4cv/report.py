@@ -3,7 +3,8 @@
 The book's figures live in a data file (`book/figures.yaml`: per pipeline id, what the book
 reports and how to compare it); each experiment's record is `reports/experiments/<id>/
 metrics.json`. The `report` stage joins the two into `reports/book.md`, a self-contained
-`reports/book.html` (with each experiment's training curves) and `reports/book.json`.
+`reports/book.html` (with each experiment's training curves) and `reports/book.json`, and
+the headline numbers DVC declares as metrics, `reports/metrics/<id>.json`.
 
 Nothing a reader should see is dropped: an experiment the book has and we have not run shows
 as `missing`, one whose stage waits for its dataset (the book's Animals, before a mirror has
@@ -19,6 +20,7 @@ import html
 import json
 import logging
 import math
+import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +40,11 @@ EXPERIMENTS_DIR = REPORTS / "experiments"
 BOOK_MD = "book.md"
 BOOK_HTML = "book.html"
 BOOK_JSON = "book.json"
+HEADLINES_DIR = REPORTS / "metrics"
+# What `dvc exp show` lists of each record: a record's other keys (per class, timings, ids)
+# made it 1,600 columns wide. Keyed by the id, so its columns read `<id>.accuracy`, not
+# `reports/metrics/<id>.json:accuracy` (DVC prefixes the path to names that repeat).
+HEADLINE = ("accuracy", "precision_weighted")
 RUN_NAME = "book-report"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -657,6 +664,21 @@ def write_report(rows: list[Row], out_dir: Path, profile: str, source: str) -> l
     return paths
 
 
+def write_headlines(experiments_dir: Path, out_dir: Path) -> list[Path]:
+    """`<out_dir>/<id>.json`, `{id: {HEADLINE numbers}}`, for every record that has one, so
+    DVC's metrics are one small file per experiment; records stay whole in experiments_dir."""
+    shutil.rmtree(out_dir, ignore_errors=True)  # a record removed since leaves no file behind
+    paths = []
+    found = sorted(experiments_dir.iterdir()) if experiments_dir.is_dir() else []
+    for folder in found:
+        record = read_record(folder, folder.name)
+        numbers = {k: record.metrics[k] for k in HEADLINE if _is_number(record.metrics.get(k))}
+        if record.state == "ok" and numbers:
+            paths.append(out_dir / f"{folder.name}.json")
+            write_json(paths[-1], {folder.name: numbers})
+    return paths
+
+
 def declared_chapters(params: Params) -> dict[str, int]:
     """Every id params.yaml declares with a chapter (experiments, exercises, predictions...),
     so a declared experiment that has neither a figure nor a record still shows."""
@@ -670,10 +692,12 @@ def declared_chapters(params: Params) -> dict[str, int]:
 
 def run(params: Params) -> dict[str, list[str]]:
     """Compare every experiment's record with the book's figures; write reports/book.md,
-    book.html and book.json; log them to the MLflow run `book-report`."""
+    book.html and book.json, and reports/metrics/; log the report to the MLflow run
+    `book-report`."""
     figures = load_figures(FIGURES_FILE)
     rows = build_rows(figures, EXPERIMENTS_DIR, declared_chapters(params))
     paths = write_report(rows, REPORTS, params.profile, str(FIGURES_FILE))
+    write_headlines(EXPERIMENTS_DIR, HEADLINES_DIR)
     groups = summarize(rows)
     with run_record.record("report", RUN_NAME, params):
         tracking.log_params({"profile": params.profile, "figures": str(FIGURES_FILE)})
