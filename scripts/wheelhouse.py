@@ -3,12 +3,12 @@
     python scripts/wheelhouse.py --python 3.12 --have have.txt --out wheelhouse
 
 The requirement tree is read from this venv's installed metadata (so the versions are the ones
-constraints.txt pinned and the tests ran with), its markers evaluated for the target Python, and
-cut where the target already has a package (`--have`: `pip list --format=freeze` run there, or
-one name per line) or where it is not wanted (`--skip`, default TensorFlow: a GPU server trains
-with KERAS_BACKEND=jax). Packages PyPI has no wheel for (antlr4-python3-runtime) are built here,
-and must be pure Python. dl4cv itself is not in it: install the clone editable, so that edits
-to src/ take effect.
+constraints.txt pinned and the tests ran with), its markers evaluated for the target Python,
+and cut where the target already has a package in a version it accepts (`--have`: what
+`pip list --format=freeze` prints there, or one name per line) or where it is not wanted
+(`--skip`, default TensorFlow: a GPU server trains with KERAS_BACKEND=jax). Packages PyPI has
+no wheel for (antlr4-python3-runtime) are built here, and must be pure Python. dl4cv itself is
+not in it: install the clone editable, so that edits to src/ take effect.
 """
 
 from __future__ import annotations
@@ -22,25 +22,31 @@ from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 TENSORFLOW = ("tensorflow", "tensorflow-cpu")
 NO_WHEEL = re.compile(r"No matching distribution found for ([A-Za-z0-9_.\-]+)")
 
 
-def read_names(path: Path) -> set[str]:
-    """Project names from `pip list --format=freeze` / `pip freeze` output or a plain list."""
-    names = set()
+def read_have(path: Path) -> dict[str, str | None]:
+    """{name: version or None} from `pip list --format=freeze` / `pip freeze` output or a
+    plain list of names."""
+    have: dict[str, str | None] = {}
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            names.add(canonicalize_name(re.split(r"[=<>~!@ ;\[]", line, maxsplit=1)[0]))
-    return names
+            name, _, version = line.partition("==")
+            have[canonicalize_name(name.strip())] = version.strip() or None
+    return have
 
 
-def closure(root: str, python: str, cut: set[str]) -> dict[str, str | None]:
+def closure(
+    root: str, python: str, cut: set[str]
+) -> tuple[dict[str, str | None], dict[str, list[SpecifierSet]]]:
     """{name: installed version} of `root`'s runtime requirements for Linux x86-64 and Python
-    `python`, not descending into names in `cut` (version None: not installed here)."""
+    `python`, not descending into names in `cut` (version None: not installed here), and the
+    version ranges each name is asked for."""
     env = default_environment() | {
         "python_version": python,
         "python_full_version": f"{python}.0",
@@ -52,6 +58,7 @@ def closure(root: str, python: str, cut: set[str]) -> dict[str, str | None]:
         "extra": "",
     }
     found: dict[str, str | None] = {}
+    asked: dict[str, list[SpecifierSet]] = {}
     todo = [canonicalize_name(root)]
     while todo:
         name = todo.pop()
@@ -67,7 +74,19 @@ def closure(root: str, python: str, cut: set[str]) -> dict[str, str | None]:
             req = Requirement(spec)
             if req.marker is None or req.marker.evaluate(env):
                 todo.append(canonicalize_name(req.name))
-    return found
+                asked.setdefault(canonicalize_name(req.name), []).append(req.specifier)
+    return found, asked
+
+
+def usable(have: dict[str, str | None], asked: dict[str, list[SpecifierSet]]) -> set[str]:
+    """What the target has in a version every requirement accepts (or in an unknown version):
+    OpenCV 5 on the target, say, lacks the face detector dl4cv needs (<5), so 4.x is packed."""
+    return {
+        name
+        for name, version in have.items()
+        if version is None
+        or all(spec.contains(version, prereleases=True) for spec in asked.get(name, []))
+    }
 
 
 def platforms(glibc: int) -> list[str]:
@@ -113,16 +132,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"wheelhouse: --python: expected a version like 3.12, got {args.python!r}")
     if args.have and not args.have.is_file():
         sys.exit(f"wheelhouse: --have {args.have}: no such file")
-    have = read_names(args.have) if args.have else set()
-    cut = have | {canonicalize_name(n) for n in args.skip}
-    wanted = closure("dl4cv", args.python, cut)
+    have = read_have(args.have) if args.have else {}
+    skip = {canonicalize_name(n) for n in args.skip}
+    _, asked = closure("dl4cv", args.python, skip)
+    kept = usable(have, asked)
+    wanted, _ = closure("dl4cv", args.python, kept | skip)
     del wanted["dl4cv"]
     args.out.mkdir(parents=True, exist_ok=True)
     pins = sorted(f"{name}=={version}" if version else name for name, version in wanted.items())
     download(pins, args.out, args.python, args.glibc)
     wheels = sorted(args.out.glob("*.whl"))
     size = sum(p.stat().st_size for p in wheels) / 2**20
-    print(f"{len(wheels)} wheels, {size:.1f} MiB in {args.out} (left out: {len(have)} the target")
+    print(f"{len(wheels)} wheels, {size:.1f} MiB in {args.out} (left out: {len(kept)} the target")
     print(f"has, and {' '.join(args.skip) or 'nothing else'}). Install there with")
     print(f"  python3 -m pip install --no-index --no-deps {args.out}/*.whl")
     print("then dl4cv itself, from the clone: pip install --no-deps --no-build-isolation -e .")

@@ -70,7 +70,12 @@ def tiny_experiment(epochs: int = EPOCHS, monitor: str = "val_loss") -> Experime
                     "dataset": "toy",
                     "model": {"name": "shallownet"},
                     "optimizer": {"name": "sgd", "learning_rate": LR0, "decay": DECAY},
-                    "train": {"batch_size": BATCH, "epochs": epochs, "monitor": monitor},
+                    "train": {
+                        "batch_size": BATCH,
+                        "epochs": epochs,
+                        "monitor": monitor,
+                        "checkpoint_interval_s": 0,  # every epoch: kills are counted in epochs
+                    },
                 }
             }
         )

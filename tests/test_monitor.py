@@ -76,6 +76,35 @@ def test_files_after_every_epoch(tmp_path):
     assert sorted(p.name for p in json_path.parent.iterdir()) == ["curves.png", "history.json"]
 
 
+class Clock:
+    """A settable time source for the monitor's plot interval."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_curves_are_redrawn_at_most_once_per_interval_and_at_the_end(tmp_path):
+    """Epochs end at 0, 0.5, 1.0 and 2.5 s with a 2 s interval: the PNG is drawn after the
+    first and the fourth epoch; the JSON after each; the fifth epoch's is drawn at train end."""
+    json_path, fig_path = tmp_path / "history.json", tmp_path / "curves.png"
+    clock = Clock()
+    monitor = TrainingMonitor(fig_path, json_path, plot_interval_s=2.0, clock=clock)
+    drawn, lengths = [], []
+    for epoch, now in enumerate([0.0, 0.5, 1.0, 2.5, 3.0]):
+        clock.now = now
+        monitor.on_epoch_begin(epoch)
+        monitor.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 1.0})
+        drawn.append(fig_path.read_bytes())
+        lengths.append(len(json.loads(json_path.read_text())["loss"]))
+    assert lengths == [1, 2, 3, 4, 5]
+    assert drawn[0] == drawn[1] == drawn[2] != drawn[3] == drawn[4]
+    monitor.on_train_end()
+    assert fig_path.read_bytes() != drawn[4]  # now with the fifth epoch
+
+
 def test_resume_keeps_the_first_epochs_and_continues(tmp_path):
     json_path, fig_path = tmp_path / "history.json", tmp_path / "curves.png"
     model = tiny_model()

@@ -60,7 +60,8 @@ RAW_PARAMS = {
             "dataset": DATASET,
             "model": {"name": "shallownet"},
             "optimizer": {"name": "sgd", "learning_rate": 0.05},
-            "train": {"batch_size": 8, "epochs": EPOCHS},
+            # Saved after every epoch: the kill tests count the epochs a kill leaves.
+            "train": {"batch_size": 8, "epochs": EPOCHS, "checkpoint_interval_s": 0},
         },
     },
 }
