@@ -23,40 +23,61 @@ if TYPE_CHECKING:
     from sklearn.neighbors import KNeighborsClassifier
 
 
-def log_keras(model: keras.Model, examples: np.ndarray) -> None:
-    """`examples`: images as the network takes them (float32 pixels in [0, 1])."""
+def log_keras(model: keras.Model, examples: np.ndarray, outputs: np.ndarray) -> None:
+    """`examples`: images as the network takes them (float32 pixels in [0, 1]); `outputs`: what
+    it predicts for them (from the test-set predictions: no second predict to compile)."""
     import keras
     import mlflow.keras
+
+    _log(
+        mlflow.keras,
+        examples,
+        outputs,
+        _requirements("keras", keras.backend.backend(), "numpy"),
+        model=model,
+    )
+
+
+def log_knn(model: KNeighborsClassifier, examples: np.ndarray, outputs: np.ndarray) -> None:
+    """`examples`: raw pixels, one flattened image per row, as the k-NN takes them; `outputs`:
+    its labels for them."""
+    import mlflow.sklearn
+
+    # skops: the format MLflow saves scikit-learn models in
+    _log(
+        mlflow.sklearn,
+        examples,
+        outputs,
+        _requirements("sklearn", "skops", "numpy"),
+        sk_model=model,
+    )
+
+
+def _log(
+    flavor: Any, examples: np.ndarray, outputs: np.ndarray, requirements: list[str], **model: Any
+) -> None:
+    """Log the model as `MODEL` of the active run, in `flavor` (mlflow.keras, mlflow.sklearn).
+
+    MLflow would check the input example by loading the saved model and predicting with it:
+    seconds per training (a compile on a GPU, 10 s for the k-NN on one), for what
+    tests/test_mlflow_models.py checks once with the real `mlflow models predict`."""
     from mlflow.models import Model, infer_signature
 
-    def save_model(path: str, **kwargs: Any) -> None:
-        # mlflow.keras.save_model writes the input example before it makes the model's folder
-        # (MLflow issue 16183, open in 3.17): make it first.
+    def save_model(path: str, validate_serving_input: bool, **kwargs: Any) -> None:
+        # The flavor writes the input example before it makes the model's folder (MLflow issue
+        # 16183, open in 3.17): make it first.
         os.makedirs(path, exist_ok=True)
-        mlflow.keras.save_model(path=path, **kwargs)
+        flavor.save_model(path=path, **kwargs)
 
     Model.log(
         artifact_path=None,  # deprecated for `name`, yet without a default
         name=MODEL,
-        flavor=SimpleNamespace(__name__="mlflow.keras", save_model=save_model),
-        model=model,
-        signature=infer_signature(examples, model.predict(examples, verbose=0)),
+        flavor=SimpleNamespace(__name__=flavor.__name__, save_model=save_model),
+        signature=infer_signature(examples, outputs),
         input_example=examples,
-        pip_requirements=_requirements("keras", keras.backend.backend(), "numpy"),
-    )
-
-
-def log_knn(model: KNeighborsClassifier, examples: np.ndarray) -> None:
-    """`examples`: raw pixels, one flattened image per row, as the k-NN takes them."""
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
-    mlflow.sklearn.log_model(
-        model,
-        name=MODEL,
-        signature=infer_signature(examples, model.predict(examples)),
-        input_example=examples,
-        pip_requirements=_requirements("sklearn", "skops", "numpy"),  # skops: MLflow's format
+        pip_requirements=requirements,
+        validate_serving_input=False,
+        **model,
     )
 
 

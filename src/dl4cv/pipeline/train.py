@@ -188,11 +188,11 @@ def run(exp_id: str, params: Params) -> dict:
         tracking.log_artifact(out / BEST_FILE, run_record.CHECKPOINTS)
         # The final model, as an MLflow Model: examples are the first test images, as the model
         # takes them (k-NN: raw flattened pixels; networks: pixels scaled to [0, 1]).
-        examples = x_test[:EXAMPLES]
+        examples, outputs = x_test[:EXAMPLES], predictions.final[:EXAMPLES]
         if exp.is_keras:
-            mlflow_model.log_keras(model, scale_pixels(examples))
+            mlflow_model.log_keras(model, scale_pixels(examples), outputs)
         else:
-            mlflow_model.log_knn(model, examples.reshape(len(examples), -1))
+            mlflow_model.log_knn(model, examples.reshape(len(examples), -1), outputs)
     log.info(
         "%s: trained in %.1f s (set up in %.1f s, %.1f s from training start to saved; "
         "MLflow run %s)",
@@ -237,16 +237,22 @@ def _network_predictions(
     classes: list[str],
 ) -> Predictions:
     """Softmax outputs on the test images, scaled as in training, of the final model and of the
-    best checkpoint: what evaluate scores, so that it never has to load Keras."""
-    import keras  # loaded by the fit already
-
+    best checkpoint: what evaluate scores, so that it never has to load Keras. The best weights
+    are loaded into the same network (and the final ones put back): a second network would
+    compile its predict function again, seconds on a GPU."""
     images = scale_pixels(x_test)
 
-    def softmax(network: keras.Model) -> np.ndarray:
-        return network.predict(images, batch_size=PREDICT_BATCH, verbose=0).astype(np.float32)
+    def softmax() -> np.ndarray:
+        return model.predict(images, batch_size=PREDICT_BATCH, verbose=0).astype(np.float32)
 
-    best = softmax(keras.models.load_model(best_file)) if best_file else None
-    return Predictions(y_test, classes, softmax(model), best)
+    final = softmax()
+    best = None
+    if best_file:
+        final_weights = model.get_weights()
+        model.load_weights(best_file)
+        best = softmax()
+        model.set_weights(final_weights)
+    return Predictions(y_test, classes, final, best)
 
 
 def _fingerprint(exp, seed: int, dataset: str) -> str:
