@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sys
+import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -23,6 +26,39 @@ def name() -> str:
     if "keras" in sys.modules:
         return sys.modules["keras"].backend.backend()
     return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+# What TensorFlow prints while it loads on some CPUs (oneDNN on, CPU features) even with
+# TF_CPP_MIN_LOG_LEVEL=3 (tensorflow issue 100442): absl's C++ log lines and their notices.
+LOAD_NOTICE = re.compile(
+    r"^[IW]\d{4} |^WARNING: All log messages before absl::InitializeLog|^To enable the following"
+)
+
+
+def load_keras() -> ModuleType:
+    """Import Keras (and so its backend) with the C++ notices of loading kept out of the stage's
+    log: a person reads that log, and `I0000 ... oneDNN custom operations are on` reads as
+    noise at best. Anything else written meanwhile is passed on; TF_CPP_MIN_LOG_LEVEL=0 shows
+    everything."""
+    if "keras" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0":
+        import keras
+
+        return keras
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not LOAD_NOTICE.match(line):
+                    sys.stderr.write(line)
+    return keras
 
 
 def accelerated() -> bool:

@@ -19,7 +19,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from dl4cv import run_record, tracking
+from dl4cv import backend, run_record, tracking
 from dl4cv.config import IMAGE_ZIPS, WEBCAM, ConfigError, Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.loaders import Entry, ZipSource
@@ -98,7 +98,7 @@ def run(params: Params) -> dict:
         )
     if not spec.video.startswith(WEBCAM):
         open_capture(spec.video).release()  # a missing or unreadable file fails before Keras
-    import keras  # after the checks: loading Keras takes seconds
+    keras = backend.load_keras()  # after the checks: loading Keras takes seconds
 
     trained = model_dir(exp.id)
     name = BEST_FILE if exp.evaluate.checkpoint == "best" else FINAL_KERAS

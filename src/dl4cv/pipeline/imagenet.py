@@ -138,7 +138,7 @@ def _classify_all(
     seed: int,
 ) -> tuple[Results, dict[str, dict[str, float]]]:
     """Run each network over every image, one network in memory at a time (a VGG is 0.5 GB)."""
-    import keras
+    keras = backend.load_keras()
 
     results: Results = {name: {} for name in images}
     timings: dict[str, dict[str, float]] = {

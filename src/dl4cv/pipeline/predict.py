@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dl4cv import run_record, tracking
+from dl4cv import backend, run_record, tracking
 from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor
@@ -47,7 +47,7 @@ def run(pred_id: str, params: Params) -> dict:
         split = Split.from_json(read_json(split_file(exp.dataset)))
     except DataWaiting as waiting:
         return _wait(pred_id, pred.chapter, params.profile, waiting)
-    import keras  # after the data: a waiting stage never pays for it
+    keras = backend.load_keras()  # after the data: a waiting stage never pays for it
 
     model_file = model_dir(exp.id) / FINAL_KERAS
     if not model_file.exists():

@@ -36,7 +36,7 @@ GRID_FILE = "solve_grid.png"
 def run(params: Params) -> dict:
     """Write reports/experiments/captcha_solve/: metrics.json, report.txt, solve_grid.png;
     log them as the MLflow run `captcha_solve`."""
-    import keras
+    keras = backend.load_keras()
 
     spec = settings(params)
     solve = spec.solve

@@ -62,7 +62,8 @@ def run(exp_id: str, params: Params) -> dict:
         return _wait(exp_id, waiting)
     x_test, y_test = processed.images[split.test], processed.labels[split.test]
     if exp.is_keras:
-        from dl4cv.training.callbacks import MLflowMetrics  # loads Keras: networks only
+        backend.load_keras()  # networks only; quietly
+        from dl4cv.training.callbacks import MLflowMetrics
         from dl4cv.training.fit import IMPROVEMENTS_DIR, check_runner, fit_keras, resolve
         from dl4cv.training.monitor import TrainingMonitor
 
