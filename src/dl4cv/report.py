@@ -675,15 +675,17 @@ def write_report(
 
 
 def write_headlines(experiments_dir: Path, out_dir: Path) -> list[Path]:
-    """`<out_dir>/<id>.json`, `{id: {HEADLINE numbers}}`, for every record that has one, so
-    DVC's metrics are one small file per experiment; records stay whole in experiments_dir."""
+    """`<out_dir>/<id>.json`, `{id: {HEADLINE numbers}}`, for every pipeline record that has
+    one, so DVC's metrics are one small file per experiment; records stay whole in
+    experiments_dir. A benchmark's record (bench/gpu_records.py) is no DVC metric."""
     shutil.rmtree(out_dir, ignore_errors=True)  # a record removed since leaves no file behind
     paths = []
     found = sorted(experiments_dir.iterdir()) if experiments_dir.is_dir() else []
     for folder in found:
         record = read_record(folder, folder.name)
         numbers = {k: record.metrics[k] for k in HEADLINE if is_number(record.metrics.get(k))}
-        if record.state == "ok" and numbers:
+        pipeline = record.metrics.get("source", run_record.PIPELINE) == run_record.PIPELINE
+        if record.state == "ok" and numbers and pipeline:
             paths.append(out_dir / f"{folder.name}.json")
             write_json(paths[-1], {folder.name: numbers})
     return paths
