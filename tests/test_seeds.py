@@ -5,6 +5,10 @@ a benchmark's run, a quick run and a run of an older commit."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sqlite3
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +17,8 @@ import yaml
 
 from dl4cv import run_record, seeds, spread, tracking
 from dl4cv.config import parse_params
-from tests.conftest import toy_params
+from tests.conftest import REPO, toy_params
+from tests.dvc_repo import make_repo, real_params, run, warm_env
 
 FIGURES = {
     "experiments": {
@@ -157,3 +162,74 @@ def test_bad_input_is_one_line_and_queues_nothing(in_tmp, capsys):
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1
     assert not (in_tmp / ".dvc").exists()
+
+
+# --- the command, end to end: real DVC queue, real store ---------------------------------------
+
+
+@pytest.mark.integration
+def test_two_seeds_run_as_queued_experiments(tmp_path):
+    """`python -m dl4cv.seeds --seeds 2 --start 1 -j 2` on a k-NN of the 8x8 digits: two DVC
+    experiments, two MLflow runs tagged seed 1 and 2, and their spread in reports/seeds.json."""
+    real = real_params()
+    params = {
+        k: v
+        for k, v in real.items()
+        if k not in ("captcha", "detect", "imagenet", "predictions", "exercises")
+    }
+    params["datasets"] = {"digits": real["datasets"]["digits"]}
+    params["experiments"] = {
+        "knn_digits": {
+            "chapter": 7,
+            "dataset": "digits",
+            "model": {"name": "knn", "n_neighbors": 1},
+        }
+    }
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    kept = ("download", "preprocess", "split", "train", "evaluate", "report")
+    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in kept}
+    del pipeline["plots"]
+    root = make_repo(tmp_path / "repo", params, pipeline)
+    figure = {"metric": "accuracy", "book": 0.98, "compare": "at_least", "tolerance": 0.02}
+    entry = {"book_id": "knn_digits", "chapter": 7, "title": "k-NN", "book_figure": "0.98"}
+    figures = {"experiments": {"knn_digits": entry | {"comparisons": [figure]}}}
+    (root / "book" / "figures.yaml").write_text(yaml.safe_dump(figures))
+    run(
+        ["git", "commit", "-qam", "figures"],
+        root,
+        os.environ | {"GIT_AUTHOR_NAME": "t", "GIT_COMMITTER_NAME": "t", "EMAIL": "t@t"},
+    )
+    env = warm_env(tmp_path / "runtime") | {"DL4CV_WARM": "0"}
+
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "dl4cv.seeds",
+            "--seeds",
+            "2",
+            "--start",
+            "1",
+            "-j",
+            "2",
+            "--poll",
+            "1",
+        ],
+        root,
+        env,
+    )
+    assert "2 success" in done.stdout, done.stdout
+    exps = run(
+        [sys.executable, "-m", "dvc", "exp", "list", "--name-only"], root, env
+    ).stdout.split()
+    assert sorted(exps) == ["seed-1", "seed-2"]
+    with sqlite3.connect(root / "mlflow.db") as db:
+        tagged = db.execute(
+            "SELECT s.value, x.value FROM runs r JOIN tags s ON s.run_uuid = r.run_uuid "
+            "JOIN tags x ON x.run_uuid = r.run_uuid WHERE r.name = 'knn_digits' "
+            "AND s.key = 'dl4cv.seed' AND x.key = 'dl4cv.source'"
+        ).fetchall()
+    assert sorted(tagged) == [("1", "pipeline"), ("2", "pipeline")]
+    (knn,) = json.loads((root / "reports" / "seeds.json").read_text())["experiments"]
+    assert knn["seeds"] == ["1", "2"] and knn["figures"][0]["n"] == 2
+    shutil.rmtree(root / ".dvc" / "tmp" / "exps", ignore_errors=True)

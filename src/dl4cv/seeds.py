@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dl4cv import seed_report, seed_runs
+from dl4cv import seed_report, seed_runs, tracking
 from dl4cv.config import ConfigError
 from dl4cv.paths import REPORTS
 
@@ -99,6 +99,7 @@ def run(
 ) -> list[Path]:
     """Queue, run and wait for `seeds`; the spread report's paths."""
     queue(seeds, profile, extra)
+    tracking.prepare()
     dvc("queue", "start", "-j", str(jobs))
     ended = wait(names(seeds), poll)
     failed = [name for name, status in ended.items() if status == "Failed"]
