@@ -1,6 +1,7 @@
 # One command each (see README):
 #   make repro   set up .venv and run the whole pipeline (dvc repro)
 #   make test    set up .venv and run the linter and the test suite
+#   make seeds   the book for 3 seeds as DVC experiments, judged against their spread
 #   make exps    dvc exp show for a 120-column terminal (EXP=lenet_mnist: that one's columns)
 # Offline machines: DL4CV_MIRROR=/path/to/mirror make repro
 # No Animals (the book's dataset, no public URL)? Their stages wait; README "No Animals yet?"
@@ -10,7 +11,7 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup repro quick exps test lint clean-venv wheelhouse
+.PHONY: setup repro quick seeds exps test lint clean-venv wheelhouse
 
 setup: $(STAMP)
 
@@ -26,6 +27,13 @@ repro: $(STAMP)
 # dvc exp run -S profile=quick, then params.yaml put back as it was (src/dl4cv/quick.py)
 quick: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.quick
+
+# The book profile for SEEDS seeds (42, 43, ...) as queued DVC experiments, JOBS at a time,
+# then reports/seeds.{md,html,json}: every figure against its spread (src/dl4cv/seeds.py)
+SEEDS ?= 3
+JOBS  ?= 1
+seeds: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.seeds --seeds $(SEEDS) --jobs $(JOBS)
 
 # Each experiment's headline metrics (the `<id>.accuracy` and `<id>.precision_weighted` columns
 # of reports/metrics/, kept for the ids matching the regex EXP) and the params that differ;

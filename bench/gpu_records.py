@@ -5,7 +5,8 @@ CIFAR-10 runs leave JSON lines, not `reports/experiments/<id>/`. This writes, fo
 experiment, the full-length run with the experiment's declared runner (keras, float32,
 steps_per_execution 1) as a record: `metrics.json` with the evaluate stage's headline keys,
 `history.csv` and `curves.png`. Each record says where it came from (`source`, `device`) and has
-no MLflow run (`mlflow_run_id: null`): `reports/book.md` then shows these rows for what they are.
+no MLflow run (`mlflow_run_id: null`): `reports/book.md` shows these rows apart, as `not comparable
+(outside the pipeline)`, and they are no DVC metric nor a seed of the spread.
 
     python bench/gpu_records.py bench/results/*/results*.jsonl --into reports/experiments
 """

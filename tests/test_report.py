@@ -230,6 +230,9 @@ def write_records(experiments: Path) -> bytes:
         "skipped_stage", record("skipped_stage", skipped=True, reason="weights not found", images=0)
     )
     put("stray", record("stray", accuracy=0.5) | {"chapter": 99})
+    # bench/gpu_records.py's kind: a benchmark's numbers, no pipeline stage, no MLflow run
+    bench = {"source": "bench/gpu_cifar10.py (results.jsonl)", "mlflow_run_id": None}
+    put("benched", record("benched", precision_weighted=0.99) | bench)
     return png
 
 
@@ -265,8 +268,10 @@ def test_verdicts(rows):
         "lacking": report.NOT_COMPARABLE,
         "skipped_stage": report.NOT_COMPARABLE,
         "stray": report.NOT_COMPARABLE,
+        "benched": report.OUTSIDE,
         "declared_only": report.MISSING,
     }
+    assert "bench/gpu_cifar10.py" in rows["benched"].reason
     assert "metrics.json" in rows["garbled"].reason
     assert "best_val_loss" in rows["lacking"].reason
     assert "no entry" in rows["stray"].reason
@@ -369,6 +374,7 @@ def test_markdown_table(rows):
         if not order or order[-1][1] != experiment.split(" ")[0]:
             order.append((chapter.lstrip("| "), experiment.split(" ")[0]))
     assert order == [
+        ("1", "benched"),
         ("7", "absent"),
         ("8", "exact"),
         ("9", "diverged"),
@@ -414,6 +420,7 @@ def test_run_writes_the_report_and_logs_it(in_tmp, mlflow_store, figures_file):
         report.NOT_REPRODUCED: 2,
         report.NOT_COMPARABLE: 4,
         report.QUICK: 1,
+        report.OUTSIDE: 1,
         report.WAITING: 0,
         report.MISSING: 2,
         report.UNREADABLE: 1,

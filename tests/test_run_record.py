@@ -66,6 +66,7 @@ def test_standard_tags_and_the_dataset_input(client, monkeypatch):
         "dl4cv.stage": "train",
         "dl4cv.profile": "book",
         "dl4cv.seed": "7",
+        "dl4cv.source": "pipeline",  # what the seeds' spread counts (seed_runs)
         "git_commit": "unknown",  # not a git repository
         "dataset": "toy",
         "dataset.sha256": SHA,

@@ -27,11 +27,15 @@ from typing import Any, Literal
 
 import yaml
 
-from dl4cv import run_record, tracking
+from dl4cv import run_record, seed_runs, tracking
 from dl4cv.config import ConfigError, Params, build
 from dl4cv.data import waiting
 from dl4cv.fileio import write_json, write_text
 from dl4cv.paths import REPORTS
+from dl4cv.seed_report import Section, html_section, markdown
+from dl4cv.seed_report import build as build_seeds
+from dl4cv.seed_report import to_json as seeds_json
+from dl4cv.spread import ABSENT, is_number, lookup
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +49,27 @@ HEADLINES_DIR = REPORTS / "metrics"
 # made it 1,600 columns wide. Keyed by the id, so its columns read `<id>.accuracy`, not
 # `reports/metrics/<id>.json:accuracy` (DVC prefixes the path to names that repeat).
 HEADLINE = ("accuracy", "precision_weighted")
-RUN_NAME = "book-report"
+RUN_NAME = seed_runs.REPORT_RUN
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 NOT_COMPARABLE = "not comparable"
 QUICK = "not comparable (quick profile)"
+OUTSIDE = "not comparable (outside the pipeline)"  # a benchmark script's record
 WAITING = waiting.STATUS  # its stage ran, but its dataset has no source yet
 MISSING = "missing"
 UNREADABLE = "unreadable"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE, QUICK, WAITING, MISSING, UNREADABLE)
+VERDICTS = (
+    REPRODUCED,
+    NOT_REPRODUCED,
+    NOT_COMPARABLE,
+    QUICK,
+    OUTSIDE,
+    WAITING,
+    MISSING,
+    UNREADABLE,
+)
 STATE_VERDICTS = {"waiting": WAITING, "missing": MISSING, "unreadable": UNREADABLE}
 NOT_RUN = "Not run: data missing"
 
@@ -192,23 +206,6 @@ def read_record(folder: Path, exp_id: str) -> Record:
     return Record("ok", data)
 
 
-_ABSENT = object()
-
-
-def lookup(metrics: dict, dotted: str) -> Any:
-    """`per_class.panda.precision` -> metrics["per_class"]["panda"]["precision"], or _ABSENT."""
-    value: Any = metrics
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _ABSENT
-        value = value[part]
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float))  # JSON true/false count as 1/0, as the book's flags
-
-
 def judge(comparison: Comparison, metrics: dict) -> ComparisonResult:
     """Apply one comparison's rule to a readable record."""
     ours = lookup(metrics, comparison.metric)
@@ -218,22 +215,22 @@ def judge(comparison: Comparison, metrics: dict) -> ComparisonResult:
         comparison.compare,
         comparison.tolerance,
         book,
-        None if ours is _ABSENT else ours,
+        None if ours is ABSENT else ours,
         None,
         NOT_COMPARABLE,
         comparison.note,
     )
-    if ours is _ABSENT:
+    if ours is ABSENT:
         result.note = _join_notes(comparison.note, "the record has no such metric")
         return result
-    if _is_number(ours) and _is_number(book) and math.isfinite(ours):
+    if is_number(ours) and is_number(book) and math.isfinite(ours):
         result.difference = float(ours) - float(book)
     if comparison.compare == "info":
         return result
     if isinstance(book, str):
         result.verdict = REPRODUCED if ours == book else NOT_REPRODUCED
         return result
-    if not _is_number(ours):
+    if not is_number(ours):
         result.note = _join_notes(comparison.note, f"ours is not a number: {ours!r}")
         return result
     if not math.isfinite(ours):  # a diverged run (nan/inf) is not a reproduction
@@ -271,7 +268,11 @@ def _row_verdict(
         return STATE_VERDICTS[record.state], record.reason
     metrics = record.metrics
     no_entry = f"no entry for {exp_id!r} in the book's figures file" if entry is None else ""
-    if metrics["profile"] != "book":
+    if metrics.get("source", run_record.PIPELINE) != run_record.PIPELINE:
+        # bench/gpu_records.py: a benchmark's numbers, no pipeline stage behind them
+        verdict = OUTSIDE
+        reason = f"written by {metrics['source']}, not a pipeline stage"
+    elif metrics["profile"] != "book":
         # Small subsets and few epochs: the numbers say the code runs, not that it reproduces.
         verdict = QUICK if metrics["profile"] == "quick" else NOT_COMPARABLE
         reason = f"a {metrics['profile']}-profile record; only profile: book is compared"
@@ -312,7 +313,7 @@ def make_row(
             )
     verdict, reason = _row_verdict(exp_id, entry, record, results)
     wall = metrics.get("train_seconds")
-    if not _is_number(wall):
+    if not is_number(wall):
         wall = metrics.get("wall_seconds")
     run_id = metrics.get("mlflow_run_id")
     chapter = entry.chapter if entry else (declared_chapter or metrics.get("chapter"))
@@ -329,7 +330,7 @@ def make_row(
         verdict=verdict,
         reason=reason,
         profile=metrics.get("profile") if isinstance(metrics.get("profile"), str) else None,
-        wall_seconds=float(wall) if _is_number(wall) else None,
+        wall_seconds=float(wall) if is_number(wall) else None,
         mlflow_run_id=run_id if isinstance(run_id, str) else None,
         comparisons=results,
         curves=curves,
@@ -482,7 +483,9 @@ def _md(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def render_markdown(rows: list[Row], profile: str, source: str) -> str:
+def render_markdown(
+    rows: list[Row], profile: str, source: str, seeds: Section | None = None
+) -> str:
     groups = summarize(rows)
     out = [
         "# The book's figures, reproduced?",
@@ -517,6 +520,8 @@ def render_markdown(rows: list[Row], profile: str, source: str) -> str:
         for label, text in _notes(row):
             out.append(f"- {label}: {_md(text)}")
         out.append("")
+    if seeds is not None:
+        out.append(markdown(seeds))
     return "\n".join(out)
 
 
@@ -570,7 +575,7 @@ def _css_class(verdict: str) -> str:
     return "v-" + slug(verdict).replace("_", "-")
 
 
-def render_html(rows: list[Row], profile: str, source: str) -> str:
+def render_html(rows: list[Row], profile: str, source: str, seeds: Section | None = None) -> str:
     """The same report as one self-contained page: curves inlined as base64 PNGs, and every
     piece of text escaped (notes and metric names come from files anyone can edit)."""
     e = html.escape
@@ -628,11 +633,13 @@ def render_html(rows: list[Row], profile: str, source: str) -> str:
                 f'src="data:image/png;base64,{data}"><figcaption>{e(row.id)}: curves.png'
                 "</figcaption></figure>"
             )
+    if seeds is not None:
+        out.append(html_section(seeds, seeds.plots(), {}))
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
-def to_json(rows: list[Row], profile: str, source: str) -> dict:
+def to_json(rows: list[Row], profile: str, source: str, seeds: Section | None = None) -> dict:
     def clean(value: Any) -> Any:  # strict JSON: no NaN/Infinity
         if isinstance(value, float) and not math.isfinite(value):
             return str(value)
@@ -652,28 +659,33 @@ def to_json(rows: list[Row], profile: str, source: str) -> dict:
             for row in waiting_rows(rows)
         ],
         "experiments": [clean(asdict(row)) for row in rows],
+        **({"seeds": clean(seeds_json(seeds))} if seeds is not None else {}),
     }
 
 
-def write_report(rows: list[Row], out_dir: Path, profile: str, source: str) -> list[Path]:
+def write_report(
+    rows: list[Row], out_dir: Path, profile: str, source: str, seeds: Section | None = None
+) -> list[Path]:
     """Write book.md, book.html and book.json into out_dir, each atomically."""
     paths = [out_dir / BOOK_MD, out_dir / BOOK_HTML, out_dir / BOOK_JSON]
-    write_text(paths[0], render_markdown(rows, profile, source) + "\n")
-    write_text(paths[1], render_html(rows, profile, source))
-    write_json(paths[2], to_json(rows, profile, source))
+    write_text(paths[0], render_markdown(rows, profile, source, seeds) + "\n")
+    write_text(paths[1], render_html(rows, profile, source, seeds))
+    write_json(paths[2], to_json(rows, profile, source, seeds))
     return paths
 
 
 def write_headlines(experiments_dir: Path, out_dir: Path) -> list[Path]:
-    """`<out_dir>/<id>.json`, `{id: {HEADLINE numbers}}`, for every record that has one, so
-    DVC's metrics are one small file per experiment; records stay whole in experiments_dir."""
+    """`<out_dir>/<id>.json`, `{id: {HEADLINE numbers}}`, for every pipeline record that has
+    one, so DVC's metrics are one small file per experiment; records stay whole in
+    experiments_dir. A benchmark's record (bench/gpu_records.py) is no DVC metric."""
     shutil.rmtree(out_dir, ignore_errors=True)  # a record removed since leaves no file behind
     paths = []
     found = sorted(experiments_dir.iterdir()) if experiments_dir.is_dir() else []
     for folder in found:
         record = read_record(folder, folder.name)
-        numbers = {k: record.metrics[k] for k in HEADLINE if _is_number(record.metrics.get(k))}
-        if record.state == "ok" and numbers:
+        numbers = {k: record.metrics[k] for k in HEADLINE if is_number(record.metrics.get(k))}
+        pipeline = record.metrics.get("source", run_record.PIPELINE) == run_record.PIPELINE
+        if record.state == "ok" and numbers and pipeline:
             paths.append(out_dir / f"{folder.name}.json")
             write_json(paths[-1], {folder.name: numbers})
     return paths
@@ -691,12 +703,13 @@ def declared_chapters(params: Params) -> dict[str, int]:
 
 
 def run(params: Params) -> dict[str, list[str]]:
-    """Compare every experiment's record with the book's figures; write reports/book.md,
-    book.html and book.json, and reports/metrics/; log the report to the MLflow run
-    `book-report`."""
+    """Compare every experiment's record with the book's figures, and every figure with its
+    spread over the seeds the MLflow store holds now; write reports/book.md, book.html and
+    book.json, and reports/metrics/; log the report to the MLflow run `book-report`."""
     figures = load_figures(FIGURES_FILE)
     rows = build_rows(figures, EXPERIMENTS_DIR, declared_chapters(params))
-    paths = write_report(rows, REPORTS, params.profile, str(FIGURES_FILE))
+    seeds = build_seeds(figures, seed_runs.collect())
+    paths = write_report(rows, REPORTS, params.profile, str(FIGURES_FILE), seeds)
     write_headlines(EXPERIMENTS_DIR, HEADLINES_DIR)
     groups = summarize(rows)
     with run_record.record("report", RUN_NAME, params):

@@ -1,7 +1,9 @@
 """The run record: every stage opens its MLflow run here, so every run carries the same tags,
 the dataset it read as a run input, and the same artifact folders.
 
-Standard tags: `dl4cv.experiment`, `dl4cv.stage`, `dl4cv.profile`, `dl4cv.seed`, the git commit
+Standard tags: `dl4cv.experiment`, `dl4cv.stage`, `dl4cv.profile`, `dl4cv.seed`,
+`dl4cv.source` = `pipeline` (what the report counts: runs from elsewhere, a benchmark script,
+lack it or say otherwise), the git commit
 (`git_commit` and MLflow's own `mlflow.source.git.commit`), `dataset`, `dataset.sha256`,
 `dataset.origin` where the stage reads a dataset, and, under DVC, the variables it gives each
 stage: `dvc.exp_name` and `dvc.baseline_rev` (set by `dvc exp run` only; the name
@@ -37,6 +39,8 @@ CHECKPOINTS = "checkpoints"
 DATA = "data"
 MONITOR = "monitor"
 REPORT = "report"
+SOURCE_TAG = "dl4cv.source"
+PIPELINE = "pipeline"
 
 # What DVC puts in a stage's environment (dvc/env.py), and the tag each becomes.
 DVC_TAGS = {
@@ -67,6 +71,7 @@ def record(
         "dl4cv.stage": stage,
         "dl4cv.profile": params.profile,
         "dl4cv.seed": str(params.seed),
+        SOURCE_TAG: PIPELINE,
         "git_commit": (commit := tracking.git_commit()),
         "mlflow.source.git.commit": commit,
         **{tag: os.environ[var] for var, tag in DVC_TAGS.items() if os.environ.get(var)},

@@ -70,6 +70,12 @@ def _mlflow():
     return mlflow
 
 
+def prepare() -> None:
+    """Create the store and the experiment now, before parallel workers (`dvc queue start -j`)
+    that each find none race to migrate the same sqlite file."""
+    _mlflow()
+
+
 @contextmanager
 def run(exp_id: str, run_id: str | None = None) -> Iterator[Any]:
     """Start (or reopen, to resume a killed training) the MLflow run of an experiment.
