@@ -32,6 +32,34 @@ def real_params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
+KNN_DIGITS = {"chapter": 7, "dataset": "digits", "model": {"name": "knn", "n_neighbors": 1}}
+
+
+def digits_params(experiments: dict, profile: str | None = None) -> dict:
+    """The real params.yaml's sections, on the bundled 8x8 digits alone (nothing downloaded),
+    with `experiments` only; no captcha, detect, ImageNet, predictions or exercises."""
+    real = real_params()
+    params = {
+        k: v
+        for k, v in real.items()
+        if k not in ("captcha", "detect", "imagenet", "predictions", "exercises")
+    }
+    params["datasets"] = {"digits": real["datasets"]["digits"]}
+    params["experiments"] = experiments
+    if profile is not None:
+        params["profile"] = profile
+    return params
+
+
+def stages_of(*names: str) -> dict:
+    """The real dvc.yaml with only the stages `names` (and no top-level plots: the exercises'
+    folders it lists are gone)."""
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in names}
+    del pipeline["plots"]
+    return pipeline
+
+
 def make_repo(root: Path, params: dict, dvc_yaml: dict | None = None) -> Path:
     """The project's files as committed, with `params` as params.yaml (and `dvc_yaml` as
     dvc.yaml when given), in a new git repository at `root`."""

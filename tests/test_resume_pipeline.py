@@ -48,7 +48,8 @@ def small_params() -> dict:
                 "dataset": "digits",
                 "model": {"name": "shallownet"},
                 "optimizer": {"name": "sgd", "learning_rate": 0.05},
-                "train": {"batch_size": 32, "epochs": EPOCHS},
+                # Saved after every epoch: the test kills between two saved epochs.
+                "train": {"batch_size": 32, "epochs": EPOCHS, "checkpoint_interval_s": 0},
             }
         },
     }

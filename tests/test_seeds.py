@@ -17,8 +17,8 @@ import yaml
 
 from dl4cv import run_record, seeds, spread, tracking
 from dl4cv.config import parse_params
-from tests.conftest import REPO, toy_params
-from tests.dvc_repo import make_repo, real_params, run, warm_env
+from tests.conftest import toy_params
+from tests.dvc_repo import KNN_DIGITS, digits_params, make_repo, run, stages_of, warm_env
 
 FIGURES = {
     "experiments": {
@@ -171,24 +171,8 @@ def test_bad_input_is_one_line_and_queues_nothing(in_tmp, capsys):
 def test_two_seeds_run_as_queued_experiments(tmp_path):
     """`python -m dl4cv.seeds --seeds 2 --start 1 -j 2` on a k-NN of the 8x8 digits: two DVC
     experiments, two MLflow runs tagged seed 1 and 2, and their spread in reports/seeds.json."""
-    real = real_params()
-    params = {
-        k: v
-        for k, v in real.items()
-        if k not in ("captcha", "detect", "imagenet", "predictions", "exercises")
-    }
-    params["datasets"] = {"digits": real["datasets"]["digits"]}
-    params["experiments"] = {
-        "knn_digits": {
-            "chapter": 7,
-            "dataset": "digits",
-            "model": {"name": "knn", "n_neighbors": 1},
-        }
-    }
-    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    kept = ("download", "preprocess", "split", "train", "evaluate", "report")
-    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in kept}
-    del pipeline["plots"]
+    params = digits_params({"knn_digits": KNN_DIGITS})
+    pipeline = stages_of("download", "preprocess", "split", "train", "evaluate", "report")
     root = make_repo(tmp_path / "repo", params, pipeline)
     figure = {"metric": "accuracy", "book": 0.98, "compare": "at_least", "tolerance": 0.02}
     entry = {"book_id": "knn_digits", "chapter": 7, "title": "k-NN", "book_figure": "0.98"}

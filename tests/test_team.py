@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import REPO
-from tests.dvc_repo import make_repo, real_params, run, stop_warm, warm_env
+from tests.dvc_repo import KNN_DIGITS, digits_params, make_repo, run, stages_of, stop_warm, warm_env
 
 pytestmark = pytest.mark.integration
 
@@ -48,36 +47,14 @@ def unavailable(reason: str) -> None:
 
 def team_params() -> dict:
     """The real params.yaml's sections, on digits alone, in the quick profile."""
-    params = {
-        k: v
-        for k, v in real_params().items()
-        if k not in ("captcha", "detect", "imagenet", "predictions", "exercises")
+    shallownet = {
+        "chapter": 12,
+        "dataset": "digits",
+        "model": {"name": "shallownet"},
+        "optimizer": {"name": "sgd", "learning_rate": 0.05},
+        "train": {"batch_size": 64, "epochs": 1},
     }
-    params["profile"] = "quick"
-    params["datasets"] = {"digits": params["datasets"]["digits"]}
-    params["experiments"] = {
-        "knn_digits": {
-            "chapter": 7,
-            "dataset": "digits",
-            "model": {"name": "knn", "n_neighbors": 1},
-        },
-        "shallownet_digits": {
-            "chapter": 12,
-            "dataset": "digits",
-            "model": {"name": "shallownet"},
-            "optimizer": {"name": "sgd", "learning_rate": 0.05},
-            "train": {"batch_size": 64, "epochs": 1},
-        },
-    }
-    return params
-
-
-def team_dvc_yaml() -> dict:
-    """The real dvc.yaml's stages for those (the exercises' folders of its `plots:` go too)."""
-    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    pipeline["stages"] = {k: v for k, v in pipeline["stages"].items() if k in KEPT_STAGES}
-    del pipeline["plots"]
-    return pipeline
+    return digits_params({"knn_digits": KNN_DIGITS, "shallownet_digits": shallownet}, "quick")
 
 
 @dataclass
@@ -163,7 +140,7 @@ def team(tmp_path_factory: pytest.TempPathFactory, sshd: Sshd) -> Iterator[Team]
     runtime = base / "run"
     runtime.mkdir()
     env = warm_env(runtime) | {"HOME": str(sshd.home), "USER": os.environ.get("USER", "root")}
-    one = make_repo(base / "one", team_params(), team_dvc_yaml())
+    one = make_repo(base / "one", team_params(), stages_of(*KEPT_STAGES))
     origin = base / "origin.git"
     run(["git", "init", "-q", "--bare", str(origin)], base, env)
     remote_url = f"ssh://127.0.0.1:{sshd.port}{base / 'store'}"
