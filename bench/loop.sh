@@ -35,7 +35,7 @@ done
 venv=$(cd "$venv" && pwd)
 mirror=$(cd "$mirror" && pwd)
 work=$(mktemp -d /tmp/dl4cv-loop.XXXXXX)
-[ -n "$log" ] || log=$work/loop.log
+[ -n "$log" ] && log=$(realpath -m "$log") || log=$work/loop.log
 export DL4CV_MIRROR=$mirror
 export PATH="$venv/bin:$PATH"
 
