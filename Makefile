@@ -44,6 +44,16 @@ exps:
 	PATH="$(abspath $(BIN)):$$PATH" dvc exp show --no-pager --only-changed \
 		--drop 'Created|.*/|.*$(HEADLINE)' --keep '($(EXP))$(HEADLINE)'
 
+# The MLflow UI on the repository's store, opened on the dl4cv experiment's runs (not GenAI).
+UI_PORT ?= 5000
+ui: $(STAMP)
+	@test -f mlflow.db || { echo "make ui: no mlflow.db here yet (make quick, or dvc repro, writes it)"; exit 1; }
+	@$(BIN)/python -c "import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); \
+		e = mlflow.get_experiment_by_name('dl4cv'); \
+		print('open http://127.0.0.1:$(UI_PORT)/#/experiments/%s?workflowType=machine_learning' \
+		% (e.experiment_id if e else ''))" 2>/dev/null
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
 lint: $(STAMP)
 	$(BIN)/ruff check src stages tests bench scripts
 	$(BIN)/ruff format --check src stages tests bench scripts

@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 EXPERIMENT_NAME = "dl4cv"
 ARTIFACTS_DIR = "mlartifacts"
 METRICS_PER_BATCH = 1000  # the most MLflow accepts in one log_batch request
-# MLflow 3's UI opens an experiment whose kind it cannot tell on the GenAI overview (traces);
-# this kind opens it on its runs table, as for any model training (mlflow.experimentKind values
-# are those of the UI's ExperimentKind).
+# The experiment's kind, as MLflow 3's UI names them (mlflow.experimentKind, ExperimentKind):
+# model training, not GenAI. The page a browser opens on is the UI's own mode, kept per browser:
+# `?workflowType=machine_learning` in the address opens the runs table (README, `make ui`).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
