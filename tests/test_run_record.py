@@ -31,7 +31,7 @@ URL = "https://example.org/toy.zip"
 
 @pytest.fixture
 def client(in_tmp: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    for var in run_record.DVC_TAGS:
+    for var in run_record.ENV_TAGS:
         monkeypatch.delenv(var, raising=False)
     return MlflowClient(mlflow_store)
 

@@ -157,6 +157,8 @@ def test_bad_input_is_one_line_and_queues_nothing(in_tmp, capsys):
         (["--seeds", "0"], "--seeds: expected at least 1, got 0"),
         (["--profile", "fast"], "--profile: expected one of book, quick, got 'fast'"),
         (["-S", "seed=3"], "-S seed=3"),
+        (["--per-gpu", "0"], "--per-gpu: expected at least 1, got 0"),
+        (["--gpus", "first"], "--gpus: expected indices like 0,1 or none, got 'first'"),
     ):
         assert seeds.main(argv) == 1
         err = capsys.readouterr().err
@@ -164,13 +166,21 @@ def test_bad_input_is_one_line_and_queues_nothing(in_tmp, capsys):
     assert not (in_tmp / ".dvc").exists()
 
 
+def test_workers_take_the_gpus_in_turn():
+    assert seeds.worker_devices(["0", "1"], 1) == ["0", "1"]
+    assert seeds.worker_devices(["0", "1"], 2) == ["0", "1", "0", "1"]
+    assert seeds.worker_devices(["3"], 3) == ["3", "3", "3"]
+
+
 # --- the command, end to end: real DVC queue, real store ---------------------------------------
 
 
 @pytest.mark.integration
 def test_two_seeds_run_as_queued_experiments(tmp_path):
-    """`python -m dl4cv.seeds --seeds 2 --start 1 -j 2` on a k-NN of the 8x8 digits: two DVC
-    experiments, two MLflow runs tagged seed 1 and 2, and their spread in reports/seeds.json."""
+    """`python -m dl4cv.seeds --seeds 2 --start 1 --gpus 0,1` on a k-NN of the 8x8 digits: two
+    DVC queue workers, each started with its own CUDA_VISIBLE_DEVICES (no GPU here: the
+    variable is only passed on, and recorded by every run), two DVC experiments, two MLflow
+    runs tagged seed 1 and 2, and their spread in reports/seeds.json."""
     params = digits_params({"knn_digits": KNN_DIGITS})
     pipeline = stages_of("download", "preprocess", "split", "train", "evaluate", "report")
     root = make_repo(tmp_path / "repo", params, pipeline)
@@ -194,8 +204,8 @@ def test_two_seeds_run_as_queued_experiments(tmp_path):
             "2",
             "--start",
             "1",
-            "-j",
-            "2",
+            "--gpus",
+            "0,1",
             "--poll",
             "1",
         ],
@@ -203,6 +213,7 @@ def test_two_seeds_run_as_queued_experiments(tmp_path):
         env,
     )
     assert "2 success" in done.stdout, done.stdout
+    assert "queue worker 1 on GPU 0" in done.stdout and "queue worker 2 on GPU 1" in done.stdout
     exps = run(
         [sys.executable, "-m", "dvc", "exp", "list", "--name-only"], root, env
     ).stdout.split()
@@ -214,6 +225,12 @@ def test_two_seeds_run_as_queued_experiments(tmp_path):
             "AND s.key = 'dl4cv.seed' AND x.key = 'dl4cv.source'"
         ).fetchall()
     assert sorted(tagged) == [("1", "pipeline"), ("2", "pipeline")]
+    with sqlite3.connect(root / "mlflow.db") as db:
+        devices = db.execute(
+            "SELECT t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            "WHERE r.name = 'knn_digits' AND t.key = 'cuda_visible_devices'"
+        ).fetchall()
+    assert len(devices) == 2 and {d for (d,) in devices} <= {"0", "1"}  # a worker's own GPU
     (knn,) = json.loads((root / "reports" / "seeds.json").read_text())["experiments"]
     assert knn["seeds"] == ["1", "2"] and knn["figures"][0]["n"] == 2
     shutil.rmtree(root / ".dvc" / "tmp" / "exps", ignore_errors=True)

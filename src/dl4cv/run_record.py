@@ -43,10 +43,11 @@ SOURCE_TAG = "dl4cv.source"
 PIPELINE = "pipeline"
 
 # What DVC puts in a stage's environment (dvc/env.py), and the tag each becomes.
-DVC_TAGS = {
-    "DVC_EXP_NAME": "dvc.exp_name",
+ENV_TAGS = {  # environment variables recorded as tags when set
+    "DVC_EXP_NAME": "dvc.exp_name",  # the DVC experiment the stage runs for
     "DVC_EXP_BASELINE_REV": "dvc.baseline_rev",
     "DVC_STAGE": "dvc.stage",
+    "CUDA_VISIBLE_DEVICES": "cuda_visible_devices",  # the GPU a queue worker is pinned to
 }
 DIGEST_CHARS = 36  # the most MLflow stores of a dataset digest (MAX_DATASET_DIGEST_SIZE)
 
@@ -74,7 +75,7 @@ def record(
         SOURCE_TAG: PIPELINE,
         "git_commit": (commit := tracking.git_commit()),
         "mlflow.source.git.commit": commit,
-        **{tag: os.environ[var] for var, tag in DVC_TAGS.items() if os.environ.get(var)},
+        **{tag: os.environ[var] for var, tag in ENV_TAGS.items() if os.environ.get(var)},
     }
     if dataset is not None:
         wanted["dataset"] = dataset

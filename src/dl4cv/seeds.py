@@ -1,11 +1,14 @@
 """`make seeds`: the whole pipeline for several seeds, as DVC experiments, judged as a spread.
 
-    python -m dl4cv.seeds [--seeds 3] [--start 42] [--jobs 1] [--profile book] [-S key=value]
+    python -m dl4cv.seeds [--seeds 3] [--start 42] [--gpus 0,1] [--per-gpu 1] [--jobs 1]
+                          [--profile book] [-S key=value]
     python -m dl4cv.seeds --report-only
 
 Queues one `dvc exp run --queue -S seed=<s> -n seed-<s>` per seed (42, 43, 44 by default: the
-pipeline's own seed first), starts `dvc queue start -j <jobs>` workers (each experiment runs
-in its own copy under .dvc/tmp/exps; all log into the repository's MLflow store), waits,
+pipeline's own seed first) and starts DVC's queue workers: on a machine with NVIDIA GPUs (or
+`--gpus`), `--per-gpu` workers per GPU, each started with its own CUDA_VISIBLE_DEVICES (worker
+n gets GPU n mod count); without, `--jobs` workers. Each experiment runs in its own copy under
+.dvc/tmp/exps; all log into the repository's MLflow store. It waits,
 printing each change of the queue, and exits 1 if a seed failed. Then it writes the spread of
 every book figure over every seed the store holds (seed_report) to reports/seeds.md,
 seeds.html, seeds.json and seeds/<id>.png; `--report-only` writes just that.
@@ -14,9 +17,11 @@ seeds.html, seeds.json and seeds/<id>.png; `--report-only` writes just that.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +33,8 @@ from dl4cv.paths import REPORTS
 PROFILES = ("book", "quick")
 FIRST_SEED = 42
 POLL_SECONDS = 5.0
+WORKER_START_SECONDS = 120.0  # a queue worker registers within seconds; give up waiting after
+WORKERS = re.compile(r"Worker status: (\d+) active, (\d+) idle")
 # A row of `dvc queue status`: Task  Name  Created  Status
 STATUS_ROW = re.compile(r"^\S+\s+(\S+)\s.*\b(Queued|Running|Success|Failed)\s*$", re.M)
 DONE = ("Success", "Failed")
@@ -41,15 +48,22 @@ def names(seeds: Sequence[int]) -> list[str]:
     return [f"seed-{s}" for s in seeds]
 
 
-def dvc(*args: str, check: bool = True) -> str:
-    """Run `dvc` with this interpreter; a failure raises SeedsError with its last line."""
-    result = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], capture_output=True, text=True, check=False
-    )
+def dvc(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    """Run `dvc` with this interpreter; a failure raises SeedsError with its last line.
+
+    Its output goes through a file, not a pipe: `dvc queue start` leaves worker daemons that
+    inherit the pipe, and reading it to its end would wait for every experiment to finish."""
+    with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as err:
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", *args], stdout=out, stderr=err, check=False, env=env
+        )
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if check and result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
+        lines = (stderr or stdout).strip().splitlines() or ["no output"]
         raise SeedsError(f"dvc {' '.join(args)} failed: {lines[-1]}")
-    return result.stdout
+    return stdout
 
 
 def queue(seeds: Sequence[int], profile: str, extra: Sequence[str]) -> None:
@@ -87,6 +101,42 @@ def wait(wanted: Sequence[str], poll: float = POLL_SECONDS) -> dict[str, str]:
         time.sleep(poll)
 
 
+def find_gpus() -> list[str]:
+    """The indices of the GPUs `nvidia-smi -L` lists; none where there is no NVIDIA driver."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return re.findall(r"^GPU (\d+):", listed.stdout, re.M) if listed.returncode == 0 else []
+
+
+def worker_devices(gpus: Sequence[str], per_gpu: int) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of queue workers 1, 2, ...: round robin, so that the first workers
+    (the ones with work when there are few seeds) each have a GPU of their own."""
+    return [gpus[i % len(gpus)] for i in range(len(gpus) * per_gpu)]
+
+
+def start_workers(devices: Sequence[str], jobs: int, poll: float) -> None:
+    """`dvc queue start`. With `devices`, one call per worker: DVC starts the workers 1..j that
+    are not running yet, in the caller's environment, so worker j inherits devices[j - 1] once
+    worker j - 1 is up."""
+    if not devices:
+        dvc("queue", "start", "-j", str(jobs))
+        return
+    for count, device in enumerate(devices, start=1):
+        dvc("queue", "start", "-j", str(count), env=os.environ | {"CUDA_VISIBLE_DEVICES": device})
+        print(f"seeds: queue worker {count} on GPU {device}", flush=True)
+        deadline = time.monotonic() + WORKER_START_SECONDS
+        while count < len(devices) and workers_up() < count and time.monotonic() < deadline:
+            time.sleep(min(poll, 1.0))
+
+
+def workers_up() -> int:
+    """Queue workers DVC knows of, busy or idle."""
+    found = WORKERS.search(dvc("queue", "status"))
+    return int(found[1]) + int(found[2]) if found else 0
+
+
 def write_report(out_dir: Path = REPORTS) -> list[Path]:
     from dl4cv.report import FIGURES_FILE, load_figures
 
@@ -95,12 +145,18 @@ def write_report(out_dir: Path = REPORTS) -> list[Path]:
 
 
 def run(
-    seeds: Sequence[int], jobs: int, profile: str, extra: Sequence[str], poll: float
+    seeds: Sequence[int],
+    devices: Sequence[str],
+    jobs: int,
+    profile: str,
+    extra: Sequence[str],
+    poll: float,
 ) -> list[Path]:
-    """Queue, run and wait for `seeds`; the spread report's paths."""
+    """Queue, run and wait for `seeds` (workers pinned to `devices`, else `jobs` of them); the
+    spread report's paths."""
     queue(seeds, profile, extra)
     tracking.prepare()
-    dvc("queue", "start", "-j", str(jobs))
+    start_workers(devices, jobs, poll)
     ended = wait(names(seeds), poll)
     failed = [name for name, status in ended.items() if status == "Failed"]
     if failed:
@@ -114,7 +170,13 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds (default 3)")
     parser.add_argument("--start", type=int, default=FIRST_SEED, help="the first seed (42)")
-    parser.add_argument("--jobs", "-j", type=int, default=1, help="experiments at a time")
+    parser.add_argument(
+        "--jobs", "-j", type=int, default=1, help="experiments at a time, without GPUs"
+    )
+    parser.add_argument(
+        "--gpus", help="GPU indices, e.g. 0,1, or none (default: what nvidia-smi -L lists)"
+    )
+    parser.add_argument("--per-gpu", type=int, default=1, help="queue workers per GPU (1)")
     parser.add_argument("--profile", default="book", help="book (default) or quick")
     more = "more params for every seed (dvc exp run -S)"
     parser.add_argument("-S", "--set-param", dest="extra", action="append", default=[], help=more)
@@ -125,6 +187,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         raise SeedsError(f"--seeds: expected at least 1, got {args.seeds}")
     if args.jobs < 1:
         raise SeedsError(f"--jobs: expected at least 1, got {args.jobs}")
+    if args.per_gpu < 1:
+        raise SeedsError(f"--per-gpu: expected at least 1, got {args.per_gpu}")
+    if args.gpus is not None and not re.fullmatch(r"none|\d+(,\d+)*", args.gpus):
+        raise SeedsError(f"--gpus: expected indices like 0,1 or none, got {args.gpus!r}")
     if args.profile not in PROFILES:
         raise SeedsError(f"--profile: expected one of {', '.join(PROFILES)}, got {args.profile!r}")
     bad = [kv for kv in args.extra if "=" not in kv or kv.split("=", 1)[0] in ("seed", "profile")]
@@ -142,7 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths = write_report()
         else:
             seeds = range(args.start, args.start + args.seeds)
-            paths = run(seeds, args.jobs, args.profile, args.extra, args.poll)
+            gpus = (
+                find_gpus()
+                if args.gpus is None
+                else [g for g in args.gpus.split(",") if g != "none"]
+            )
+            devices = worker_devices(gpus, args.per_gpu) if gpus else []
+            paths = run(seeds, devices, args.jobs, args.profile, args.extra, args.poll)
     except (SeedsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
