@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -42,3 +43,36 @@ def test_python_warnings_still_show(tmp_path: Path):
     code = "import dl4cv.pipeline, warnings; warnings.warn('a real warning')"
     done = run_stage(tmp_path, "-c", code)
     assert "UserWarning: a real warning" in done.stderr
+
+
+FAKE_KERAS = """
+import os
+os.write(2, b"WARNING: All log messages before absl::InitializeLog() is called are written\\n")
+os.write(2, b"I0000 00:00:1796221261.339891  6830 port.cc:153] oneDNN custom operations are on\\n")
+os.write(2, b"To enable the following instructions: AVX2 FMA, in other operations, rebuild.\\n")
+os.write(2, b"keras: a warning a person must see\\n")
+"""
+
+
+@pytest.mark.parametrize("level", ["3", "0"])
+def test_load_keras_keeps_only_the_load_notices_out(tmp_path: Path, level: str):
+    """A stand-in `keras` that writes what TensorFlow writes while loading, and one real line:
+    the notices are dropped, the real line is kept; TF_CPP_MIN_LOG_LEVEL=0 keeps everything."""
+    (tmp_path / "keras").mkdir()
+    (tmp_path / "keras" / "__init__.py").write_text(FAKE_KERAS)
+    env = os.environ | {
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO / "src")]),
+        "TF_CPP_MIN_LOG_LEVEL": level,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "from dl4cv import backend; print(backend.load_keras().__file__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "keras" / "__init__.py")
+    lines = done.stderr.splitlines()
+    assert "keras: a warning a person must see" in lines
+    assert len(lines) == (1 if level == "3" else 4)

@@ -3,7 +3,7 @@
 Training resumes from `resume_dir` when an unfinished state for the same params is there, and
 always ends with `epochs` epochs in the history. `train.runner` picks the loop: `keras`
 (`model.fit`, any backend) or `scan` (dl4cv.training.jax_epochs: one jitted epoch, JAX only);
-both run the same callbacks at each epoch's end. `auto` (the default) is resolved here, once.
+both run the same callbacks at each epoch's end. `auto` (the default) is resolved by `resolve`.
 """
 
 from __future__ import annotations
