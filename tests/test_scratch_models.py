@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits, make_blobs
 from sklearn.metrics import precision_score
 from sklearn.model_selection import train_test_split
 
+from dl4cv.nn import compiled
 from dl4cv.nn.gradient_descent import GradientDescent, StochasticGradientDescent, sigmoid
 from dl4cv.nn.neuralnetwork import NeuralNetwork
 from dl4cv.nn.perceptron import Perceptron
@@ -191,3 +192,29 @@ def test_network_learns_digits() -> None:
     losses = model.fit(train_x, np.eye(10)[train_y], epochs=20, display_update=0)
     assert losses[-1] < losses[0] / 5
     assert np.mean(model.classify(test_x) == test_y) > 0.9
+
+
+@pytest.mark.parametrize(
+    ("layers", "rows", "batch_size", "epochs"),
+    [([64, 32, 16, 10], 300, 1, 12), ([2, 2, 1], 4, 3, 200)],  # the book's online fit; 3 + 1
+)
+def test_compiled_epochs_take_the_numpy_loops_steps(
+    monkeypatch: pytest.MonkeyPatch, layers: list[int], rows: int, batch_size: int, epochs: int
+) -> None:
+    """nn.compiled runs the same arithmetic as the NumPy loop: same losses, same weights."""
+    if rows == 4:
+        X, Y = BITS, np.array(TRUTH["xor"], dtype=np.float64)
+    else:
+        digits = load_digits()
+        X, Y = digits.data[:rows] / 16.0, np.eye(10)[digits.target[:rows]]
+    compiled_net = NeuralNetwork(layers, alpha=0.5, seed=3)
+    compiled_losses = compiled_net.fit(X, Y, epochs=epochs, display_update=5, batch_size=batch_size)
+    monkeypatch.setattr(compiled, "epochs", lambda *args: None)  # as without JAX
+    numpy_net = NeuralNetwork(layers, alpha=0.5, seed=3)
+    numpy_losses = numpy_net.fit(X, Y, epochs=epochs, display_update=5, batch_size=batch_size)
+    assert (compiled_net.engine, numpy_net.engine) == ("jax", "numpy")
+    assert len(compiled_losses) == epochs and numpy_losses[-1] < numpy_losses[0]
+    np.testing.assert_allclose(compiled_losses, numpy_losses, rtol=1e-9)
+    for a, b in zip(compiled_net.W, numpy_net.W, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+        assert a.flags.writeable  # NumPy arrays again, as the tests above edit them

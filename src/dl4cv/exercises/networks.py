@@ -90,7 +90,7 @@ def _train(
             f"the data needs {X.shape[1]} inputs and {Y.shape[1]} outputs, got {list(layers)}",
         )
     model = NeuralNetwork(list(layers), alpha=settings.alpha, seed=seed)
-    print(f"[INFO] training {model} on {len(X)} examples")
+    print(f"[INFO] training {model} on {len(X)} examples")  # the book's line
     losses = model.fit(
         X,
         Y,
@@ -140,7 +140,12 @@ def _truth_table(
             f"{correct}/4 correct: " + ("learned" if correct == 4 else "not learned"),
         ]
     plot_series(figures / "loss.png", history, exercise.id, "loss (0.5 sum of squared errors)")
-    return Outcome(metrics=metrics, report="\n".join(lines) + "\n", history=history)
+    return Outcome(
+        metrics=metrics,
+        report="\n".join(lines) + "\n",
+        history=history,
+        tags={"engine": str(model.engine)},
+    )
 
 
 def _dataset(
@@ -181,4 +186,5 @@ def _dataset(
         },
         report=report,
         history={"loss": losses},
+        tags={"engine": str(model.engine)},
     )

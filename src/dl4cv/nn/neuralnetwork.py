@@ -9,13 +9,41 @@ constant 1 appended, and every hidden layer has one extra unit, so W[i] has shap
 (layers[i] + 1, layers[i + 1] + 1) and the last one (layers[-2] + 1, layers[-1]). Note what this
 means: the extra hidden unit is a learned sigmoid unit like the others, not a constant 1, so a
 "2-2-1" network has three trainable hidden units and its output layer no constant bias input.
+
+`fit` runs its epochs compiled by JAX on the CPU where JAX is installed (nn.compiled: the same
+arithmetic, `forward` and `backward` below, about ten times faster), else in the NumPy loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+from dl4cv.nn import compiled
 from dl4cv.nn.gradient_descent import add_bias, sigmoid, sigmoid_deriv
+
+Weights = list[np.ndarray]
+
+
+def forward(W: Weights, Xb: np.ndarray, activate: Callable = sigmoid) -> list[np.ndarray]:
+    """Activations of every layer, input (with its bias column) first. Plain array arithmetic,
+    so that `compiled` traces this very code with JAX's sigmoid."""
+    activations = [Xb]
+    for w in W:
+        activations.append(activate(activations[-1] @ w))
+    return activations
+
+
+def backward(W: Weights, activations: list[np.ndarray], y: np.ndarray) -> list[np.ndarray]:
+    """dL/dW for every layer, by the chain rule from the output back to the input."""
+    delta = (activations[-1] - y) * sigmoid_deriv(activations[-1])
+    grads: list[np.ndarray] = []
+    for layer in range(len(W) - 1, -1, -1):
+        grads.append(activations[layer].T @ delta)
+        if layer > 0:
+            delta = (delta @ W[layer].T) * sigmoid_deriv(activations[layer])
+    return grads[::-1]
 
 
 class NeuralNetwork:
@@ -31,26 +59,10 @@ class NeuralNetwork:
         self.W: list[np.ndarray] = [
             rng.standard_normal(shape) / np.sqrt(shape[0] - 1) for shape in shapes
         ]
+        self.engine: str | None = None  # what ran the last fit: "jax" (compiled) or "numpy"
 
     def __repr__(self) -> str:
         return f"NeuralNetwork: {'-'.join(str(n) for n in self.layers)}"
-
-    def _forward(self, Xb: np.ndarray) -> list[np.ndarray]:
-        """Activations of every layer, input (with its bias column) first."""
-        activations = [Xb]
-        for W in self.W:
-            activations.append(sigmoid(activations[-1] @ W))
-        return activations
-
-    def _backward(self, activations: list[np.ndarray], y: np.ndarray) -> list[np.ndarray]:
-        """dL/dW for every layer, by the chain rule from the output back to the input."""
-        delta = (activations[-1] - y) * sigmoid_deriv(activations[-1])
-        grads: list[np.ndarray] = []
-        for layer in range(len(self.W) - 1, -1, -1):
-            grads.append(activations[layer].T @ delta)
-            if layer > 0:
-                delta = (delta @ self.W[layer].T) * sigmoid_deriv(activations[layer])
-        return grads[::-1]
 
     @staticmethod
     def _targets(y: np.ndarray, n: int) -> np.ndarray:
@@ -66,16 +78,14 @@ class NeuralNetwork:
         Public so tests can compare them with finite differences of the loss.
         """
         Xb = add_bias(X)
-        return self._backward(self._forward(Xb), self._targets(y, len(Xb)))
-
-    def _step(self, Xb: np.ndarray, y: np.ndarray) -> None:
-        for W, grad in zip(self.W, self._backward(self._forward(Xb), y), strict=True):
-            W -= self.alpha * grad
+        return backward(self.W, forward(self.W, Xb), self._targets(y, len(Xb)))
 
     def fit_partial(self, X: np.ndarray, y: np.ndarray) -> None:
         """One gradient step on (X, y): a single row (the book's online update) or a batch."""
         Xb = add_bias(X)
-        self._step(Xb, self._targets(y, len(Xb)))
+        grads = backward(self.W, forward(self.W, Xb), self._targets(y, len(Xb)))
+        for W, grad in zip(self.W, grads, strict=True):
+            W -= self.alpha * grad
 
     def fit(
         self,
@@ -88,27 +98,48 @@ class NeuralNetwork:
         """Train for `epochs` passes in row order; returns the training loss after every epoch.
 
         batch_size=1 is the book's online training; len(X) gives full-batch gradient descent.
-        `display_update` > 0 prints the loss on the first epoch and every `display_update`-th.
+        `display_update` > 0 prints the loss on the first epoch and every `display_update`-th,
+        as each block of `display_update` epochs ends.
         """
         Xb = add_bias(X)
         y = self._targets(y, len(Xb))
-        # Slices are cut once: the XOR and digits runs make millions of tiny online steps.
+        run = compiled.epochs(Xb, y, self.alpha, batch_size)
+        self.engine = "jax" if run else "numpy"
+        run = run or self._epochs(Xb, y, batch_size)
+        chunk = display_update if display_update > 0 else epochs
+        W: Weights = self.W
+        losses: list[float] = []
+        while len(losses) < epochs:
+            done = len(losses)
+            W, more = run(W, min(chunk, epochs - done))
+            losses += more
+            for epoch in range(done, len(losses)):
+                if display_update > 0 and (epoch == 0 or (epoch + 1) % display_update == 0):
+                    print(f"[INFO] epoch={epoch + 1}, loss={losses[epoch]:.7f}")
+        self.W = [np.array(w) for w in W]
+        return losses
+
+    def _epochs(self, Xb: np.ndarray, y: np.ndarray, batch_size: int) -> compiled.Epochs:
+        """The NumPy loop: in-place steps on slices cut once (millions of tiny online steps)."""
         batches = [
             (Xb[start : start + batch_size], y[start : start + batch_size])
             for start in range(0, len(Xb), batch_size)
         ]
-        losses: list[float] = []
-        for epoch in range(epochs):
-            for x_batch, y_batch in batches:
-                self._step(x_batch, y_batch)
-            losses.append(float(0.5 * np.sum((self._forward(Xb)[-1] - y) ** 2)))
-            if display_update > 0 and (epoch == 0 or (epoch + 1) % display_update == 0):
-                print(f"[INFO] epoch={epoch + 1}, loss={losses[-1]:.7f}")
-        return losses
+
+        def numpy_epochs(W: Weights, n: int) -> tuple[Weights, list[float]]:
+            losses = []
+            for _ in range(n):
+                for x_batch, y_batch in batches:
+                    for w, grad in zip(W, backward(W, forward(W, x_batch), y_batch), strict=True):
+                        w -= self.alpha * grad
+                losses.append(float(0.5 * np.sum((forward(W, Xb)[-1] - y) ** 2)))
+            return W, losses
+
+        return numpy_epochs
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Output-layer activations, one row per input (the book's `predict`)."""
-        return self._forward(add_bias(X))[-1]
+        return forward(self.W, add_bias(X))[-1]
 
     def classify(self, X: np.ndarray) -> np.ndarray:
         """Labels: output > 0.5 for a single output unit, else the most active unit."""

@@ -11,7 +11,9 @@ import csv
 import io
 import logging
 import math
+import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,7 +57,17 @@ def run_group(exercise_ids: list[str], params: Params) -> list[dict]:
     imports); every id is checked before the first one runs."""
     for exercise_id in exercise_ids:
         params.exercise(exercise_id)
+    _jax_on_cpu()
     return [run(exercise_id, params) for exercise_id in exercise_ids]
+
+
+def _jax_on_cpu() -> None:
+    """The exercises are the book's CPU code: where they use JAX (the from-scratch network's
+    compiled epochs, Keras on JAX) it stays on the CPU, without a GPU's start-up seconds and
+    the share of its memory JAX takes (queue workers may be sharing that GPU)."""
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    if "jax" in sys.modules:  # imported (a warm start preloads Keras), its backends not started
+        sys.modules["jax"].config.update("jax_platforms", "cpu")
 
 
 def run(exercise_id: str, params: Params) -> dict:
