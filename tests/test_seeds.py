@@ -172,6 +172,32 @@ def test_workers_take_the_gpus_in_turn():
     assert seeds.worker_devices(["3"], 3) == ["3", "3", "3"]
 
 
+@pytest.mark.parametrize(
+    ("n_seeds", "n_gpus", "cores", "gib", "per_gpu"),
+    [
+        (3, 1, 16, 139.8, 3),  # one H200, 16 cores: every seed at once
+        (3, 1, 8, 139.8, 2),  # 4 cores a worker
+        (5, 2, 64, 80.0, 3),  # 5 seeds over 2 GPUs: 3 on each at most
+        (3, 1, 16, 24.0, 1),  # 16 GiB a worker
+        (1, 4, 2, 0.0, 1),  # nvidia-smi silent, 2 cores: still one worker per GPU
+    ],
+)
+def test_workers_per_gpu_by_default_as_many_as_fit(n_seeds, n_gpus, cores, gib, per_gpu):
+    assert seeds.per_gpu_auto(n_seeds, n_gpus, cores, gib) == per_gpu
+
+
+def test_workers_sharing_a_gpu_are_held_to_their_share_of_its_memory(monkeypatch):
+    for name in ("XLA_PYTHON_CLIENT_MEM_FRACTION", "TF_FORCE_GPU_ALLOW_GROWTH"):
+        monkeypatch.delenv(name, raising=False)
+    assert seeds.shared_gpu_env(1) == {}  # a GPU of its own: JAX's defaults
+    assert seeds.shared_gpu_env(3) == {
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.30",
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    }
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.2")  # the user's setting wins
+    assert seeds.shared_gpu_env(2) == {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
 # --- the command, end to end: real DVC queue, real store ---------------------------------------
 
 

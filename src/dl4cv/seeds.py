@@ -1,13 +1,14 @@
 """`make seeds`: the whole pipeline for several seeds, as DVC experiments, judged as a spread.
 
-    python -m dl4cv.seeds [--seeds 3] [--start 42] [--gpus 0,1] [--per-gpu 1] [--jobs 1]
+    python -m dl4cv.seeds [--seeds 3] [--start 42] [--gpus 0,1] [--per-gpu K] [--jobs 1]
                           [--profile book] [-S key=value]
     python -m dl4cv.seeds --report-only
 
 Queues one `dvc exp run --queue -S seed=<s> -n seed-<s>` per seed (42, 43, 44 by default: the
 pipeline's own seed first) and starts DVC's queue workers: on a machine with NVIDIA GPUs (or
 `--gpus`), `--per-gpu` workers per GPU, each started with its own CUDA_VISIBLE_DEVICES (worker
-n gets GPU n mod count); without, `--jobs` workers. Each experiment runs in its own copy under
+n gets GPU n mod count; by default as many as fit, `per_gpu_auto`, each then held to its share
+of the GPU's memory); without, `--jobs` workers. Each experiment runs in its own copy under
 .dvc/tmp/exps; all log into the repository's MLflow store. It waits,
 printing each change of the queue, and exits 1 if a seed failed. Then it writes the spread of
 every book figure over every seed the store holds (seed_report) to reports/seeds.md,
@@ -38,6 +39,12 @@ WORKERS = re.compile(r"Worker status: (\d+) active, (\d+) idle")
 # A row of `dvc queue status`: Task  Name  Created  Status
 STATUS_ROW = re.compile(r"^\S+\s+(\S+)\s.*\b(Queued|Running|Success|Failed)\s*$", re.M)
 DONE = ("Success", "Failed")
+# A whole-book worker on a shared GPU: its stages' CPU work (decoding, bookkeeping, evaluation)
+# wants about this many cores, its largest training (CIFAR-10 held on the GPU by the scan
+# runner, MiniVGGNet) a few GiB of memory; per_gpu_auto keeps every worker inside both.
+CORES_PER_WORKER = 4
+GIB_PER_WORKER = 16
+GPU_MEMORY_SHARE = 0.9  # of a GPU's memory, split between the workers that share it
 
 
 class SeedsError(Exception):
@@ -110,22 +117,56 @@ def find_gpus() -> list[str]:
     return re.findall(r"^GPU (\d+):", listed.stdout, re.M) if listed.returncode == 0 else []
 
 
+def gpu_memory_gib() -> float:
+    """The smallest total memory of the GPUs `nvidia-smi` lists, in GiB; 0 if it cannot say."""
+    try:
+        query = ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
+        listed = subprocess.run(query, capture_output=True, text=True, timeout=60)
+        return min(float(mib) for mib in listed.stdout.split()) / 1024
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return 0.0
+
+
+def per_gpu_auto(n_seeds: int, n_gpus: int, cores: int, gib: float) -> int:
+    """Workers per GPU: enough that every seed has one, no more than the cores and each GPU's
+    memory carry (CORES_PER_WORKER, GIB_PER_WORKER), at least one."""
+    wanted = -(-n_seeds // n_gpus)
+    return max(1, min(wanted, cores // (CORES_PER_WORKER * n_gpus), int(gib // GIB_PER_WORKER)))
+
+
+def shared_gpu_env(per_gpu: int) -> dict[str, str]:
+    """What workers sharing a GPU need: JAX would take 75 % of its memory in every process,
+    TensorFlow all of it; each worker is held to its share (settings already set win)."""
+    if per_gpu < 2:
+        return {}
+    share = {
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": f"{GPU_MEMORY_SHARE / per_gpu:.2f}",
+        "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    }
+    return {k: v for k, v in share.items() if k not in os.environ}
+
+
 def worker_devices(gpus: Sequence[str], per_gpu: int) -> list[str]:
     """CUDA_VISIBLE_DEVICES of queue workers 1, 2, ...: round robin, so that the first workers
     (the ones with work when there are few seeds) each have a GPU of their own."""
     return [gpus[i % len(gpus)] for i in range(len(gpus) * per_gpu)]
 
 
-def start_workers(devices: Sequence[str], jobs: int, poll: float) -> None:
+def start_workers(
+    devices: Sequence[str], jobs: int, poll: float, shared: dict[str, str] | None = None
+) -> None:
     """`dvc queue start`. With `devices`, one call per worker: DVC starts the workers 1..j that
-    are not running yet, in the caller's environment, so worker j inherits devices[j - 1] once
-    worker j - 1 is up."""
+    are not running yet, in the caller's environment, so worker j inherits devices[j - 1] (and
+    `shared`, the settings of workers sharing a GPU) once worker j - 1 is up."""
     if not devices:
         dvc("queue", "start", "-j", str(jobs))
         return
+    shared = shared or {}
+    extra = " ".join(f"{k}={v}" for k, v in shared.items())
     for count, device in enumerate(devices, start=1):
-        dvc("queue", "start", "-j", str(count), env=os.environ | {"CUDA_VISIBLE_DEVICES": device})
-        print(f"seeds: queue worker {count} on GPU {device}", flush=True)
+        env = os.environ | shared | {"CUDA_VISIBLE_DEVICES": device}
+        dvc("queue", "start", "-j", str(count), env=env)
+        print(f"seeds: queue worker {count} on GPU {device} {extra}".rstrip(), flush=True)
         deadline = time.monotonic() + WORKER_START_SECONDS
         while count < len(devices) and workers_up() < count and time.monotonic() < deadline:
             time.sleep(min(poll, 1.0))
@@ -151,12 +192,13 @@ def run(
     profile: str,
     extra: Sequence[str],
     poll: float,
+    shared: dict[str, str] | None = None,
 ) -> list[Path]:
     """Queue, run and wait for `seeds` (workers pinned to `devices`, else `jobs` of them); the
     spread report's paths."""
     queue(seeds, profile, extra)
     tracking.prepare()
-    start_workers(devices, jobs, poll)
+    start_workers(devices, jobs, poll, shared)
     ended = wait(names(seeds), poll)
     failed = [name for name, status in ended.items() if status == "Failed"]
     if failed:
@@ -176,7 +218,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--gpus", help="GPU indices, e.g. 0,1, or none (default: what nvidia-smi -L lists)"
     )
-    parser.add_argument("--per-gpu", type=int, default=1, help="queue workers per GPU (1)")
+    parser.add_argument(
+        "--per-gpu",
+        type=int,
+        help="queue workers per GPU (default: as many as fit, at most one per seed)",
+    )
     parser.add_argument("--profile", default="book", help="book (default) or quick")
     more = "more params for every seed (dvc exp run -S)"
     parser.add_argument("-S", "--set-param", dest="extra", action="append", default=[], help=more)
@@ -187,7 +233,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
         raise SeedsError(f"--seeds: expected at least 1, got {args.seeds}")
     if args.jobs < 1:
         raise SeedsError(f"--jobs: expected at least 1, got {args.jobs}")
-    if args.per_gpu < 1:
+    if args.per_gpu is not None and args.per_gpu < 1:
         raise SeedsError(f"--per-gpu: expected at least 1, got {args.per_gpu}")
     if args.gpus is not None and not re.fullmatch(r"none|\d+(,\d+)*", args.gpus):
         raise SeedsError(f"--gpus: expected indices like 0,1 or none, got {args.gpus!r}")
@@ -213,8 +259,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.gpus is None
                 else [g for g in args.gpus.split(",") if g != "none"]
             )
-            devices = worker_devices(gpus, args.per_gpu) if gpus else []
-            paths = run(seeds, devices, args.jobs, args.profile, args.extra, args.poll)
+            per_gpu = args.per_gpu or (
+                per_gpu_auto(len(seeds), len(gpus), os.cpu_count() or 1, gpu_memory_gib())
+                if gpus
+                else 1
+            )
+            devices = worker_devices(gpus, per_gpu) if gpus else []
+            paths = run(
+                seeds,
+                devices,
+                args.jobs,
+                args.profile,
+                args.extra,
+                args.poll,
+                shared_gpu_env(per_gpu),
+            )
     except (SeedsError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
