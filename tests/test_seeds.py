@@ -116,6 +116,12 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
         )
     # A quick run and a benchmark's run, both with a number that would move the spread.
     log_run(replace(book, seed=4, profile="quick"), "net", {"accuracy": 0.2}, [0.2], logged)
+    # The newest run of seed 1, in an ablation (another DVC experiment: other params): not it.
+    monkeypatch.setenv("DVC_EXP_NAME", "abl-no-class-weight")
+    log_run(
+        replace(book, seed=1), "net", {"accuracy": 0.3, "precision_weighted": 0.3}, [0.3], logged
+    )
+    monkeypatch.delenv("DVC_EXP_NAME")
     import mlflow
 
     with tracking.run("net") as bench:

@@ -16,9 +16,10 @@ from types import ModuleType
 import numpy as np
 
 ACCELERATORS = ("gpu", "tpu")  # jax.default_backend() names: CUDA and ROCm are both "gpu"
-# Compilations faster than this are not worth a file: a rerun recompiles them in less time than
-# it would read them (the LeNet/MiniVGGNet epochs take 1-20 s to compile on a GPU).
-CACHE_MIN_COMPILE_SECONDS = 0.5
+# Every compilation is kept: on a GPU even Keras's small eager ops (weight initializers, metric
+# updates) take tens of milliseconds each to compile against about one to read, dozens of them
+# per training, and most recur in every experiment of a `dvc repro` (epochs: 1-20 s each).
+CACHE_MIN_COMPILE_SECONDS = 0.0
 
 
 def name() -> str:

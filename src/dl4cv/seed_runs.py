@@ -8,6 +8,9 @@ wrote as the artifact `report/metrics.json`. Which runs count:
 - `dl4cv.source = pipeline` (set by run_record for every stage) and `dl4cv.profile = book`;
   runs from elsewhere (a benchmark script, a notebook: no such tag, or another value) are
   returned apart, never counted;
+- runs of the workspace (a plain `dvc repro`) and of the seeds command's experiments
+  (`dvc.exp_name` seed-<s>); another DVC experiment (an ablation, `-S` some param) ran other
+  params and never counts;
 - per experiment, only the runs of the git commit of its newest run (a code fix since makes
   the older seeds another experiment), and per seed the newest run that has its record.
 """
@@ -15,6 +18,7 @@ wrote as the artifact `report/metrics.json`. Which runs count:
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +30,7 @@ from dl4cv import run_record, tracking
 RECORD_ARTIFACT = f"{run_record.REPORT}/metrics.json"
 CURVE = "val_accuracy"
 REPORT_RUN = "book-report"  # the report stage's own run: a summary, not an experiment
+SEED_EXPERIMENT = re.compile(r"seed-\d+")  # the DVC experiments `python -m dl4cv.seeds` queues
 
 
 @dataclass
@@ -63,12 +68,18 @@ def collect() -> SeedRuns:
             continue
         if tags.get(run_record.SOURCE_TAG) != run_record.PIPELINE:
             outside.append(_seed_run(run))
-        elif tags.get("dl4cv.profile") == "book":
+        elif tags.get("dl4cv.profile") == "book" and _committed_params(tags):
             counted.setdefault(name, []).append(run)
     return SeedRuns(
         {name: chosen for name, group in counted.items() if (chosen := _choose(client, group))},
         outside,
     )
+
+
+def _committed_params(tags: dict[str, str]) -> bool:
+    """A workspace run or a seed's experiment: the params of the commit, but for the seed."""
+    exp_name = tags.get("dvc.exp_name")
+    return exp_name is None or SEED_EXPERIMENT.fullmatch(exp_name) is not None
 
 
 def _all_runs(client: Any, experiment_id: str) -> list[Any]:
