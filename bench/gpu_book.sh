@@ -5,6 +5,9 @@
 #   setsid bash bench/gpu_book.sh MIRROR OUT > OUT/driver.log 2>&1 &
 # Writes into OUT: repro.log (every line timestamped), gpu_util.csv (nvidia-smi, 1 s), stages.md
 # (seconds per stage, sorted), reruns.log, reruns.jsonl, reports.tar.gz, runs.tar.gz, DONE.
+# RERUNS=0 skips the reruns. SEEDS=n then runs `python -m dl4cv.seeds --seeds n` (seeds.log,
+# seeds_gpu.csv, seeds.tar.gz: reports/seeds.*), ABLATIONS=1 the DVC experiments of
+# bench/ablations.txt (ablations.log, ablations.csv: dvc exp show); each ends with a *.done file.
 set -uo pipefail
 mirror=$(realpath "$1") out=$(realpath "$2")
 export KERAS_BACKEND=jax DL4CV_MIRROR=$mirror PYTHONUNBUFFERED=1
@@ -43,8 +46,12 @@ print(json.dumps({"label": sys.argv[1], **{k: run.get(k) for k in keys},
 EOF
 }
 cp models/minivggnet_cifar10/model/run.json "$out/minivggnet_first_run.json"
-rerun cache-warm-1
-rerun cache-warm-2
+tar czf "$out/book.tar.gz" reports dvc.lock models/*/model/run.json models/*/model/history.json
+touch "$out/book.done"
+if [ "${RERUNS:-1}" = 1 ]; then
+    rerun cache-warm-1
+    rerun cache-warm-2
+fi
 if [ "${DETERMINISTIC:-0}" = 1 ]; then
     XLA_FLAGS=--xla_gpu_deterministic_ops=true rerun deterministic-1
     XLA_FLAGS=--xla_gpu_deterministic_ops=true rerun deterministic-2
@@ -52,4 +59,38 @@ fi
 tar czf "$out/reports.tar.gz" reports dvc.lock
 tar czf "$out/runs.tar.gz" models/*/model/run.json models/*/model/history.json \
     "$out/minivggnet_first_run.json" 2>/dev/null
+
+sample() {  # nvidia-smi every second, every GPU, into $1, until killed
+    nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv,noheader \
+        -lms 1000 > "$1" &
+}
+if [ "${SEEDS:-0}" -gt 0 ]; then  # the book's spread (issue 10): seed 42 first, restored if cached
+    sample "$out/seeds_gpu.csv"
+    sampler=$!
+    start=$(date +%s.%N)
+    python3 -m dl4cv.seeds --seeds "$SEEDS" --poll 2 ${SEEDS_ARGS:-} 2>&1 | stamp > "$out/seeds.log"
+    echo "seeds exit ${PIPESTATUS[0]}, $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s" \
+        | stamp >> "$out/seeds.log"
+    kill "$sampler"
+    dvc queue status 2>&1 | stamp >> "$out/seeds.log"
+    tar czf "$out/seeds.tar.gz" reports/seeds* 2>/dev/null
+    touch "$out/seeds.done"
+fi
+if [ "${ABLATIONS:-0}" = 1 ]; then  # causes of the misses (issue 10), one experiment each
+    start=$(date +%s.%N)
+    grep -v '^#' bench/ablations.txt | while read -r name sets; do
+        args=()
+        for kv in $sets; do args+=(-S "$kv"); done
+        dvc exp run --queue -n "$name" "${args[@]}" 2>&1 | stamp >> "$out/ablations.log"
+    done
+    # workers share the GPU: each held to a third of its memory (JAX would take 75 % each)
+    XLA_PYTHON_CLIENT_MEM_FRACTION=0.3 dvc queue start -j "${ABLATION_JOBS:-3}" 2>&1 \
+        | stamp >> "$out/ablations.log"
+    while dvc queue status 2>/dev/null | grep -qE "Queued|Running"; do sleep 5; done
+    echo "ablations done, $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s" \
+        | stamp >> "$out/ablations.log"
+    dvc queue status 2>&1 | stamp >> "$out/ablations.log"
+    dvc exp show --csv > "$out/ablations.csv" 2>> "$out/ablations.log"
+    touch "$out/ablations.done"
+fi
 touch "$out/DONE"
