@@ -157,6 +157,20 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
     )
     assert spread.RULE in md
 
+    # The book report (report stage) carries the same section: book.md, book.html, book.json.
+    from dl4cv import report, seed_report, seed_runs
+
+    section = seed_report.build(report.load_figures("book/figures.yaml"), seed_runs.collect())
+    report.write_report([], in_tmp / "book-out", "book", "book/figures.yaml", section)
+    book_md = (in_tmp / "book-out" / "book.md").read_text()
+    assert "| 12 | net | accuracy | 0.93 | 3 | 1, 2, 3 | 0.92 ± 0.02 | 0.9–0.94 |" in book_md
+    assert spread.RULE in book_md
+    (net_in_book,) = json.loads((in_tmp / "book-out" / "book.json").read_text())["seeds"][
+        "experiments"
+    ]
+    assert net_in_book["figures"][0]["values"] == [0.90, 0.92, 0.94]
+    assert "data:image/png;base64," in (in_tmp / "book-out" / "book.html").read_text()
+
 
 def test_bad_input_is_one_line_and_queues_nothing(in_tmp, capsys):
     for argv, says in (
