@@ -141,6 +141,7 @@ def run(exp_id: str, params: Params) -> dict:
                 callbacks,
                 seed=params.seed,
             )
+            fit_seconds = time.perf_counter() - started  # model build + epochs + callbacks
             with atomic_path(out / FINAL_KERAS, suffix=".keras") as tmp:
                 model.save(tmp)
             if state.best_file:
@@ -165,7 +166,9 @@ def run(exp_id: str, params: Params) -> dict:
             train_seconds = float(sum(history.get("epoch_seconds", [])))
             if resumed_from:
                 tracking.set_tags({"resumed_from_epoch": str(resumed_from)})
-        timing = _epoch_timing(history, resumed_from) if state else {}
+        timing = (
+            _epoch_timing(history, resumed_from) | {"fit_seconds": fit_seconds} if state else {}
+        )
         info = {
             "run_id": active.info.run_id,
             "experiment": exp_id,
