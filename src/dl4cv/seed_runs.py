@@ -105,7 +105,7 @@ def _choose(client: Any, runs: Iterable[Any]) -> list[SeedRun]:
         seed = run.data.tags.get("dl4cv.seed", "")
         if run.data.tags.get("git_commit") != commit or seed in chosen:
             continue
-        record = _record(client, run.info.run_id)
+        record = record_of(client, run.info.run_id)
         if record is None:
             continue  # still training, or stopped before it was evaluated
         chosen[seed] = _seed_run(run, record, _curve(client, run.info.run_id))
@@ -129,7 +129,7 @@ def _seed_run(run: Any, record: dict | None = None, curve: list[float] | None = 
     )
 
 
-def _record(client: Any, run_id: str) -> dict | None:
+def record_of(client: Any, run_id: str) -> dict | None:
     """The run's metrics.json artifact; None when it has none or it is not a JSON object."""
     from mlflow.exceptions import MlflowException
 
