@@ -111,3 +111,20 @@ def test_register_names_declared_experiments_only():
     with pytest.raises(ConfigError, match=r"mlflow.register: expected a list"):
         parse_params(RAW_PARAMS | {"mlflow": {"register": SHALLOW}})
     assert make_params().mlflow.register == ()
+
+
+@pytest.mark.parametrize(
+    ("exp_id", "pinned"),
+    [(KNN, ["mlflow", "scikit-learn", "skops", "numpy"]), (SHALLOW, ["mlflow", "keras", "numpy"])],
+)
+def test_the_model_pins_the_installed_versions_of_what_it_needs(trained, exp_id, pinned):
+    from importlib.metadata import version
+
+    run_id = trained.runs[exp_id]
+    folder = Path(trained.client.download_artifacts(run_id, run_record.MODEL, str(trained.root)))
+    lines = (folder / "requirements.txt").read_text().split()
+    for dist in pinned:
+        assert f"{dist}=={version(dist)}" in lines, lines
+    if exp_id == SHALLOW:  # and the backend Keras ran on, by its distribution's name
+        backend = keras.backend.backend()
+        assert any(line.startswith(backend) for line in lines), lines

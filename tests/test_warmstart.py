@@ -38,6 +38,9 @@ SCRIPT = textwrap.dedent(
     if mode in ("sleep", "term"):
         Path("ready").write_text("1")
         time.sleep(60)
+    if mode == "primed":
+        utils = sys.modules.get("mlflow.utils.requirements_utils")
+        print("primed", utils is not None and utils._MODULES_TO_PACKAGES is not None)
     """
 )
 
@@ -99,6 +102,14 @@ def test_first_run_is_cold_later_runs_are_forks_of_the_server(warm):
     assert hot.stdout == "out second work ['ok'] True\n"
     assert hot.stderr == "err\n"
     assert int((warm / "pid").read_text()) != cold_pid
+
+
+def test_workers_inherit_what_the_server_primed(warm):
+    """MLflow's map of installed distributions, read once by the server (seconds per training
+    otherwise): a cold run has none, a worker has it before it logs anything."""
+    assert run_script(warm, "primed").stdout.endswith("primed False\n")
+    wait_for_server(warm)
+    assert run_script(warm, "primed").stdout.endswith("primed True\n")
 
 
 @pytest.mark.parametrize(

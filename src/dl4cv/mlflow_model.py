@@ -10,13 +10,20 @@ child interpreter, seconds per training.
 from __future__ import annotations
 
 import os
-from importlib.metadata import packages_distributions, version
+from importlib.metadata import PackageNotFoundError, version
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dl4cv.run_record import MODEL
+
+# The distributions a module comes from where the names differ, most likely first.
+DISTRIBUTIONS = {
+    "sklearn": ("scikit-learn",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu"),
+    "torch": ("torch",),
+}
 
 if TYPE_CHECKING:
     import keras
@@ -82,8 +89,16 @@ def _log(
 
 
 def _requirements(*modules: str) -> list[str]:
-    """`dist==version` of the installed distribution of each module (tensorflow may be
-    tensorflow-cpu, sklearn is scikit-learn), and of mlflow."""
-    found = packages_distributions()
-    dists = ["mlflow", *(found[module][0] for module in modules)]
+    """`dist==version` of mlflow and of the installed distribution of each module: looked up
+    by name (importlib.metadata.packages_distributions reads every installed package's
+    metadata, seconds where CUDA wheels are installed)."""
+    dists = ["mlflow"]
+    for module in modules:
+        for dist in DISTRIBUTIONS.get(module, (module,)):
+            try:
+                version(dist)
+            except PackageNotFoundError:
+                continue
+            dists.append(dist)
+            break
     return [f"{dist}=={version(dist)}" for dist in dists]

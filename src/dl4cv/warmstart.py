@@ -45,6 +45,11 @@ PRELOAD = (  # third-party only: dl4cv's own modules are imported fresh by each 
     "mlflow.store.tracking.sqlalchemy_store",
     "keras",
 )
+# module:function, called once after the imports: what they cache, every worker inherits. MLflow
+# maps import names to installed distributions (a read of every package's metadata: 1 s here,
+# seconds where CUDA wheels are installed) the first time a process logs a model; done here,
+# the trainings skip it. A name that no longer exists only loses the saving.
+PRIME = ("mlflow.utils.requirements_utils:_init_modules_to_packages_map",)
 ENV_PREFIXES = (
     "DL4CV_WARM",
     "KERAS_",
@@ -202,6 +207,12 @@ def serve() -> None:
             importlib.import_module(name)
         except Exception as exc:  # a missing optional library only costs its import later
             _log(f"preload {name}: {exc!r}")
+    for name in PRIME:
+        module, function = name.split(":")
+        try:
+            getattr(importlib.import_module(module), function)()
+        except Exception as exc:
+            _log(f"prime {name}: {exc!r}")
     _log(f"preloaded {len(preload)} modules in {time.perf_counter() - started:.1f} s")
     idle = float(os.environ.get("DL4CV_WARM_IDLE", DEFAULT_IDLE_S))
     path.unlink(missing_ok=True)
