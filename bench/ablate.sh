@@ -26,7 +26,7 @@ cp params.yaml "$out/params.yaml.orig"
         args=()
         for kv in $sets; do args+=(-S "$kv"); done
         echo "== $name: dvc exp run -n $name ${args[*]} $target"
-        dvc exp run -n "$name" "${args[@]}" "$target"
+        dvc exp run -n "$name" "${args[@]}" "$target" < /dev/null
         cp "$out/params.yaml.orig" params.yaml
     done < "$chosen"
     python3 bench/ablation_table.py "$chosen" > "$out/ablations.md"
