@@ -5,8 +5,9 @@ epochs, 1.35 million steps of tiny matrix products, in which a NumPy loop spends
 Python (53 s on the GPU machine's CPU, 33 s here). JAX traces the network's own arithmetic
 (`neuralnetwork.forward` and `backward`, nothing re-derived) once, in float64, and runs each block
 of epochs as one scan over the rows: 1,000 epochs in about 3 s. The CPU, not a GPU: steps this
-small would wait on kernel launches. Without JAX (or one older than `jax.enable_x64`, 0.8),
-`epochs` returns None and the NumPy loop runs; both give the same losses to about 1e-12.
+small would wait on kernel launches. Without JAX (or one older than `jax.enable_x64`, 0.8, or
+with its CPU platform switched off), `epochs` returns None and the NumPy loop runs; both give the
+same losses to about 1e-12.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def epochs(Xb: np.ndarray, y: np.ndarray, alpha: float, batch_size: int) -> Epoc
 
     from dl4cv.nn.neuralnetwork import backward, forward
 
-    cpu = jax.devices("cpu")[0]
+    try:
+        cpu = jax.devices("cpu")[0]
+    except Exception:  # no CPU backend (JAX_PLATFORMS without cpu, a broken install): NumPy
+        return None
     full = len(Xb) // batch_size * batch_size  # rows in whole batches; the rest is one step
 
     def step(W: Weights, batch: tuple[Any, Any]) -> tuple[Weights, None]:
