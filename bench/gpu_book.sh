@@ -7,8 +7,8 @@
 # (seconds per stage, sorted), reruns.log, reruns.jsonl, reports.tar.gz, runs.tar.gz, DONE.
 # RERUNS=0 skips the reruns. SEEDS=n then runs `python -m dl4cv.seeds --seeds n` (seeds.log,
 # seeds_gpu.csv, seeds.tar.gz: reports/seeds.*), ABLATIONS=1 the DVC experiments of
-# bench/ablations.txt (ablations.log, ablations.md: bench/ablation_table.py); each step ends
-# with a *.done file.
+# bench/ablations.txt through bench/ablate.sh (ablate.log, ablations.md); each step ends with
+# a *.done file.
 set -uo pipefail
 mirror=$(realpath "$1") out=$(realpath "$2")
 export KERAS_BACKEND=jax DL4CV_MIRROR=$mirror PYTHONUNBUFFERED=1
@@ -77,22 +77,8 @@ if [ "${SEEDS:-0}" -gt 0 ]; then  # the book's spread (issue 10): seed 42 first,
     tar czf "$out/seeds.tar.gz" reports/seeds* 2>/dev/null
     touch "$out/seeds.done"
 fi
-if [ "${ABLATIONS:-0}" = 1 ]; then  # causes of the misses (issue 10), one experiment each
-    start=$(date +%s.%N)
-    grep -v '^#' bench/ablations.txt | while read -r name target sets; do
-        [ -n "$name" ] || continue
-        args=()
-        for kv in $sets; do args+=(-S "$kv"); done
-        dvc exp run --queue -n "$name" "${args[@]}" "$target" 2>&1 | stamp >> "$out/ablations.log"
-    done
-    # workers share the GPU: each held to a third of its memory (JAX would take 75 % each)
-    XLA_PYTHON_CLIENT_MEM_FRACTION=0.3 dvc queue start -j "${ABLATION_JOBS:-3}" 2>&1 \
-        | stamp >> "$out/ablations.log"
-    while dvc queue status 2>/dev/null | grep -qE "Queued|Running"; do sleep 5; done
-    echo "ablations done, $(python3 -c "print(round($(date +%s.%N) - $start, 1))") s" \
-        | stamp >> "$out/ablations.log"
-    dvc queue status 2>&1 | stamp >> "$out/ablations.log"
-    python3 bench/ablation_table.py > "$out/ablations.md" 2>> "$out/ablations.log"
+if [ "${ABLATIONS:-0}" = 1 ]; then  # causes of the misses (issue 10), one after another
+    bash bench/ablate.sh "$out" $(grep -v '^#' bench/ablations.txt | awk '{print $1}')
     touch "$out/ablations.done"
 fi
 touch "$out/DONE"

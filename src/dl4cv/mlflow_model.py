@@ -22,7 +22,6 @@ from dl4cv.run_record import MODEL
 DISTRIBUTIONS = {
     "sklearn": ("scikit-learn",),
     "tensorflow": ("tensorflow", "tensorflow-cpu"),
-    "torch": ("torch",),
 }
 
 if TYPE_CHECKING:

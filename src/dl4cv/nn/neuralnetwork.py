@@ -46,6 +46,12 @@ def backward(W: Weights, activations: list[np.ndarray], y: np.ndarray) -> list[n
     return grads[::-1]
 
 
+def descend(W: Weights, Xb: np.ndarray, y: np.ndarray, alpha: float) -> None:
+    """One gradient step on the rows Xb, in place (NumPy)."""
+    for w, grad in zip(W, backward(W, forward(W, Xb), y), strict=True):
+        w -= alpha * grad
+
+
 class NeuralNetwork:
     def __init__(self, layers: list[int], alpha: float = 0.1, seed: int | None = None) -> None:
         if len(layers) < 2 or min(layers) < 1:
@@ -83,9 +89,7 @@ class NeuralNetwork:
     def fit_partial(self, X: np.ndarray, y: np.ndarray) -> None:
         """One gradient step on (X, y): a single row (the book's online update) or a batch."""
         Xb = add_bias(X)
-        grads = backward(self.W, forward(self.W, Xb), self._targets(y, len(Xb)))
-        for W, grad in zip(self.W, grads, strict=True):
-            W -= self.alpha * grad
+        descend(self.W, Xb, self._targets(y, len(Xb)), self.alpha)
 
     def fit(
         self,
@@ -130,8 +134,7 @@ class NeuralNetwork:
             losses = []
             for _ in range(n):
                 for x_batch, y_batch in batches:
-                    for w, grad in zip(W, backward(W, forward(W, x_batch), y_batch), strict=True):
-                        w -= self.alpha * grad
+                    descend(W, x_batch, y_batch, self.alpha)
                 losses.append(float(0.5 * np.sum((forward(W, Xb)[-1] - y) ** 2)))
             return W, losses
 
