@@ -31,6 +31,7 @@ FIGURES = {
                 {"metric": "accuracy", "book": 0.93, "compare": "at_least", "tolerance": 0.02},
                 {"metric": "precision_weighted", "book": 0.97, "compare": "at_least"},
                 {"metric": "train_seconds", "book": 5, "compare": "info"},
+                {"metric": "loss", "book": 0.4, "compare": "at_most", "tolerance": 0.0},
             ],
         }
     }
@@ -69,6 +70,25 @@ def test_five_seeds_use_mean_plus_minus_two_sd_not_the_tolerance():
     assert spread.verdict(6.2, s, 10.0) == spread.BOOK_ABOVE  # inside [min - 10, max + 10]
 
 
+def test_a_bar_the_whole_spread_clears_is_reproduced_a_value_is_not():
+    s = spread.stats([0.90, 0.92, 0.94])  # widened by 0.02: [0.88, 0.96]
+    assert spread.verdict(0.85, s, 0.02, "at_least") == spread.OURS_BETTER
+    assert spread.verdict(0.85, s, 0.02, "equal") == spread.BOOK_BELOW
+    assert spread.verdict(0.85, s, 0.02, "at_most") == spread.BOOK_BELOW
+    assert spread.verdict(0.97, s, 0.02, "at_least") == spread.BOOK_ABOVE
+    assert spread.verdict(0.97, s, 0.02, "at_most") == spread.OURS_BETTER
+    assert spread.OURS_BETTER in spread.COVERED and spread.BOOK_ABOVE not in spread.COVERED
+
+
+def test_a_figure_the_seed_does_not_move_is_judged_by_its_tolerance():
+    s = spread.stats([0.53] * 5)  # five seeds: mean ± 2 sd would be [0.53, 0.53]
+    assert spread.seed_independent(s)
+    assert spread.bounds(s, 0.02) == (pytest.approx(0.51), pytest.approx(0.55))
+    assert spread.verdict(0.52, s, 0.02) == spread.WITHIN
+    assert not spread.seed_independent(spread.stats([0.53]))  # one seed says nothing
+    assert not spread.seed_independent(spread.stats([0.53, 0.54]))
+
+
 def test_one_seed_has_no_sd_and_its_value_is_the_range():
     s = spread.stats([0.5])
     assert (s.sd, spread.bounds(s, 0.1)) == (None, (pytest.approx(0.4), pytest.approx(0.6)))
@@ -91,7 +111,7 @@ def log_run(params, exp_id: str, record: dict, curve: list[float], folder: Path)
 
 
 def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
-    in_tmp, mlflow_store, monkeypatch
+    in_tmp, mlflow_store, monkeypatch, capfd
 ):
     (in_tmp / "book").mkdir()
     (in_tmp / "book" / "figures.yaml").write_text(yaml.safe_dump(FIGURES))
@@ -110,7 +130,7 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
         log_run(
             replace(book, seed=seed),
             "net",
-            {"accuracy": acc, "precision_weighted": prec},
+            {"accuracy": acc, "precision_weighted": prec, "loss": 0.25},
             [0.5, acc],
             logged,
         )
@@ -129,11 +149,13 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
                          run_record.SOURCE_TAG: "bench"})  # fmt: skip
         tracking.log_metrics({"val_accuracy": 0.99}, step=1)
 
+    capfd.readouterr()
     assert seeds.main(["--report-only"]) == 0
+    assert "Downloading artifacts" not in capfd.readouterr().err  # no bar per record read
     out = json.loads((in_tmp / "reports" / "seeds.json").read_text())
     (net,) = out["experiments"]
     assert net["seeds"] == ["1", "2", "3"]
-    accuracy, precision = net["figures"]  # the info row is not judged
+    accuracy, precision, loss = net["figures"]  # the info row is not judged
     assert accuracy["values"] == [0.90, 0.92, 0.94]
     assert (accuracy["n"], accuracy["mean"], accuracy["sd"]) == (
         3,
@@ -143,6 +165,10 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
     assert (accuracy["min"], accuracy["max"]) == (0.90, 0.94)
     assert accuracy["verdict"] == spread.WITHIN  # 0.93 in [0.88, 0.96]
     assert precision["verdict"] == spread.WITHIN  # 0.97 = max, tolerance 0
+    # 0.25 on every seed, under the book's bar of at most 0.4: the seed does not move it, and
+    # beating a bar reproduces it.
+    assert (loss["verdict"], loss["seed_independent"]) == (spread.OURS_BETTER, True)
+    assert not accuracy["seed_independent"]
     assert [r["run_id"] for r in out["outside_pipeline"]] == [bench.info.run_id]
     assert out["outside_pipeline"][0]["source"] == "bench"
 
@@ -154,6 +180,10 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
     assert (
         "| 12 | net | accuracy | 0.93 | 3 | 1, 2, 3 | 0.92 ± 0.02 | 0.9–0.94 | within spread |"
         in md
+    )
+    assert (
+        "| 12 | net | loss | 0.4 | 3 | 1, 2, 3 | 0.25 (same on every seed) | 0.25–0.25 "
+        "| outside spread (ours better) |" in md
     )
     assert spread.RULE in md
 

@@ -50,6 +50,7 @@ class FigureSpread:
     low: float | None  # the interval the book's figure must lie in (spread.RULE)
     high: float | None
     verdict: str
+    seed_independent: bool  # one value on every seed: the seed does not move this figure
 
 
 @dataclass
@@ -114,7 +115,7 @@ def figure_spread(
     seeds, values = [s for s, _ in pairs], [v for _, v in pairs]
     if not values:
         return FigureSpread(
-            metric, compare, book, tolerance, [], [], 0, *([None] * 6), spread.NO_SEEDS
+            metric, compare, book, tolerance, [], [], 0, *([None] * 6), spread.NO_SEEDS, False
         )
     s = spread.stats(values)
     low, high = spread.bounds(s, tolerance)
@@ -132,7 +133,8 @@ def figure_spread(
         s.max,
         low,
         high,
-        spread.verdict(book, s, tolerance),
+        spread.verdict(book, s, tolerance, compare),
+        spread.seed_independent(s),
     )
 
 
@@ -176,6 +178,8 @@ def table_cells(section: Section) -> list[list[str]]:
     for e in section.experiments:
         for f in e.figures or []:
             sd = f" ± {_num(f.sd)}" if f.sd is not None else ""
+            if f.seed_independent:
+                sd = " (same on every seed)"
             rows.append(
                 [
                     str(e.chapter),
@@ -228,7 +232,7 @@ def markdown(section: Section, level: int = 2) -> str:
 
 
 def _css(verdict: str) -> str:
-    return "v-reproduced" if verdict == spread.WITHIN else "v-not-reproduced"
+    return "v-reproduced" if verdict in spread.COVERED else "v-not-reproduced"
 
 
 def html_section(section: Section, plots: dict[str, bytes], links: dict[str, str]) -> str:

@@ -18,6 +18,7 @@ wrote as the artifact `report/metrics.json`. Which runs count:
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 from collections.abc import Iterable
@@ -54,6 +55,8 @@ def collect() -> SeedRuns:
     """The counted runs and the outside ones, from the store of tracking.tracking_uri()."""
     from mlflow import MlflowClient
 
+    # A progress bar per record read (three per seed and experiment) would bury the log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(tracking.tracking_uri())
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT_NAME)
     if experiment is None:
