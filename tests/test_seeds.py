@@ -94,6 +94,34 @@ def test_one_seed_has_no_sd_and_its_value_is_the_range():
     assert (s.sd, spread.bounds(s, 0.1)) == (None, (pytest.approx(0.4), pytest.approx(0.6)))
 
 
+def test_the_curves_carry_the_books_accuracy_where_it_gives_one(tmp_path):
+    """Validation-accuracy curves against the book's precision would compare unlike things."""
+    from dl4cv import report, seed_report
+    from dl4cv.seed_runs import SeedRun, SeedRuns
+
+    figures = yaml.safe_load(yaml.safe_dump(FIGURES))
+    net = figures["experiments"]["net"]
+    net["comparisons"] = net["comparisons"][1::-1]  # precision first, then accuracy
+    figures["experiments"]["mlp"] = {
+        **net,
+        "book_id": "mlp",
+        "comparisons": [{"metric": "precision_weighted", "book": 0.57, "compare": "at_least"}],
+    }
+    path = tmp_path / "figures.yaml"
+    path.write_text(yaml.safe_dump(figures))
+    runs = SeedRuns(
+        {
+            exp: [SeedRun(exp, "42", "r", "pipeline", "book", {"accuracy": 0.9}, [0.5, 0.9])]
+            for exp in ("net", "mlp")
+        },
+        [],
+    )
+    section = seed_report.build(report.load_figures(path), runs)
+    lines = {e.id: e.book_line for e in section.experiments}
+    assert lines["net"] == ("accuracy", 0.93)
+    assert lines["mlp"] == ("precision_weighted", 0.57)  # no accuracy: its first figure
+
+
 # --- the seeds report from a real store --------------------------------------------------------
 
 

@@ -93,10 +93,17 @@ def build(figures: dict[str, BookEntry], runs: SeedRuns) -> Section:
                     for c in judged
                 ],
                 curves={r.seed: r.val_accuracy for r in counted if r.val_accuracy},
-                book_line=(judged[0].metric, float(judged[0].book)) if judged else None,
+                book_line=_book_line(judged),
             )
         )
     return Section(experiments, runs.outside)
+
+
+def _book_line(judged: list) -> tuple[str, float] | None:
+    """The figure drawn across validation-accuracy curves: the book's accuracy where it gives
+    one (a precision line over accuracy curves compares unlike things), else its first."""
+    chosen = next((c for c in judged if c.metric == "accuracy"), judged[0] if judged else None)
+    return (chosen.metric, float(chosen.book)) if chosen else None
 
 
 def _judgeable(record: dict) -> bool:
