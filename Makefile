@@ -3,6 +3,7 @@
 #   make test    set up .venv and run the linter and the test suite
 #   make seeds   the book for 3 seeds as DVC experiments, judged against their spread
 #   make exps    dvc exp show for a 120-column terminal (EXP=lenet_mnist: that one's columns)
+#   make repro JOBS=4, make quick JOBS=2: up to that many stages at a time (Dask)
 # Offline machines: DL4CV_MIRROR=/path/to/mirror make repro
 # No Animals (the book's dataset, no public URL)? Their stages wait; README "No Animals yet?"
 
@@ -21,17 +22,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
+# JOBS=N (N > 1) runs up to N stages at a time on a local Dask cluster, SCHEDULER=ADDRESS on the
+# workers of a running Dask scheduler (src/dl4cv/parallel/); JOBS=1, the default, is dvc repro.
+JOBS      ?= 1
+SCHEDULER ?=
+PARALLEL  := --jobs $(JOBS)$(if $(SCHEDULER), --scheduler $(SCHEDULER))
 repro: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" dvc repro
+	PATH="$(abspath $(BIN)):$$PATH" $(if $(or $(SCHEDULER),$(filter-out 1,$(JOBS))),\
+		$(BIN)/python -m dl4cv.parallel $(PARALLEL),dvc repro)
 
 # dvc exp run -S profile=quick, then params.yaml put back as it was (src/dl4cv/quick.py)
 quick: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.quick
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.quick $(PARALLEL)
 
 # The book profile for SEEDS seeds (42, 43, ...) as queued DVC experiments, JOBS at a time,
 # then reports/seeds.{md,html,json}: every figure against its spread (src/dl4cv/seeds.py)
 SEEDS ?= 3
-JOBS  ?= 1
 seeds: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.seeds --seeds $(SEEDS) --jobs $(JOBS)
 

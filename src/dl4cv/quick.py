@@ -6,7 +6,12 @@ file's exact bytes (the user's own uncommitted edits included) however the run e
 stay in the workspace (models/, reports/, MLflow runs); the next `dvc repro` sees `profile` back
 at its old value and reruns what depends on it.
 
-    python -m dl4cv.quick [more `dvc exp run` arguments, e.g. a stage name]
+    python -m dl4cv.quick [--jobs N] [more `dvc exp run` arguments, e.g. a stage name]
+
+With `--jobs N` above 1 (`make quick JOBS=N`) the stages run N at a time: `profile: quick` is
+written into params.yaml as `dvc exp run -S` writes it, `python -m dl4cv.parallel --jobs N`
+runs the pipeline, and `dvc exp save` records the result as the experiment `dvc exp run` would
+have made; then params.yaml is put back the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dl4cv.config import PARAMS_FILE
@@ -23,9 +28,12 @@ from dl4cv.fileio import atomic_path
 QUICK = ("exp", "run", "--set-param", "profile=quick")
 
 
-def run_restoring(path: Path, command: Sequence[str]) -> int:
-    """Run `command`, put `path` back to its bytes from before, and return the exit status
-    (128 + N when a signal N ended the command, as a shell reports it).
+def run_restoring(
+    path: Path, *commands: Sequence[str], before: Callable[[], None] | None = None
+) -> int:
+    """Call `before`, run `commands` one after another until one fails, put `path` back to its
+    bytes from before, and return the last exit status (128 + N when a signal N ended the
+    command, as a shell reports it).
 
     While the command runs, Ctrl-C (SIGINT) and a closed terminal (SIGHUP) reach its process
     group from the terminal itself, so here they only mean: wait for it to stop. SIGTERM, sent
@@ -43,8 +51,14 @@ def run_restoring(path: Path, command: Sequence[str]) -> int:
     handlers = {signal.SIGINT: wait, signal.SIGHUP: wait, signal.SIGTERM: pass_on}
     previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
-        child.append(subprocess.Popen(command))
-        code = child[0].wait()
+        if before is not None:
+            before()
+        code = 0
+        for command in commands:
+            child[:] = [subprocess.Popen(command)]
+            code = child[0].wait()
+            if code != 0:
+                break
         return code if code >= 0 else 128 - code
     finally:
         if not path.exists() or path.read_bytes() != saved:
@@ -54,8 +68,31 @@ def run_restoring(path: Path, command: Sequence[str]) -> int:
             signal.signal(signum, handler)
 
 
-def main() -> int:
-    return run_restoring(Path(PARAMS_FILE), [sys.executable, "-m", "dvc", *QUICK, *sys.argv[1:]])
+def set_quick_profile(path: Path) -> None:
+    """`profile: quick` in params.yaml, written as `dvc exp run -S profile=quick` writes it
+    (ruamel's round trip, as DVC's, keeps the comments)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    data = yaml.load(path.read_text())
+    data["profile"] = "quick"
+    with atomic_path(path) as tmp, tmp.open("w") as out:
+        yaml.dump(data, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    jobs = "1"
+    if argv[:1] in (["--jobs"], ["-j"]) and len(argv) > 1:
+        jobs, argv = argv[1], argv[2:]
+    path = Path(PARAMS_FILE)
+    if jobs == "1" and "--scheduler" not in argv:
+        return run_restoring(path, [sys.executable, "-m", "dvc", *QUICK, *argv])
+    parallel = [sys.executable, "-m", "dl4cv.parallel", "--jobs", jobs, *argv]
+    save = [sys.executable, "-m", "dvc", "exp", "save", "--quiet"]
+    return run_restoring(path, parallel, save, before=lambda: set_quick_profile(path))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from dl4cv import seed_report, seed_runs, tracking
 from dl4cv.config import ConfigError
+from dl4cv.gpus import find_gpus, gpu_memory_gib
 from dl4cv.paths import REPORTS
 
 PROFILES = ("book", "quick")
@@ -106,25 +107,6 @@ def wait(wanted: Sequence[str], poll: float = POLL_SECONDS) -> dict[str, str]:
         if len(now) == len(wanted) and all(v in DONE for v in now.values()):
             return now
         time.sleep(poll)
-
-
-def find_gpus() -> list[str]:
-    """The indices of the GPUs `nvidia-smi -L` lists; none where there is no NVIDIA driver."""
-    try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return re.findall(r"^GPU (\d+):", listed.stdout, re.M) if listed.returncode == 0 else []
-
-
-def gpu_memory_gib() -> float:
-    """The smallest total memory of the GPUs `nvidia-smi` lists, in GiB; 0 if it cannot say."""
-    try:
-        query = ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
-        listed = subprocess.run(query, capture_output=True, text=True, timeout=60)
-        return min(float(mib) for mib in listed.stdout.split()) / 1024
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return 0.0
 
 
 def per_gpu_auto(n_seeds: int, n_gpus: int, cores: int, gib: float) -> int:
