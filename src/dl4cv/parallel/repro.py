@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from dl4cv.gpus import find_gpus
 from dl4cv.parallel.plan import Plan, PlanError, make_plan
-from dl4cv.parallel.task import TOPIC, Outcome, StageFailed, StageStopped, run_stage
+from dl4cv.parallel.task import TOPIC, StageFailed, StageStopped, run_stage
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -71,17 +71,21 @@ class Progress:
             counts = f"{running} running, {waiting} waiting, {len(self.ended)} done"
             print(f"{clock} {text} [{counts}]", flush=True)
 
-    def start(self, event: tuple[float, dict]) -> None:
+    def event(self, event: tuple[float, dict]) -> None:
+        """A stage's start or end, as its task announced it (dl4cv.parallel.task)."""
         message = event[1]
-        with self.lock:
-            self.started.add(message["stage"])
-        gpu = f" on GPU {message['gpu']}" if message.get("gpu") else ""
-        self.say(f"start {message['stage']}{gpu}")
+        if "start" in message:
+            with self.lock:
+                self.started.add(message["stage"])
+            gpu = f" on GPU {message['start']}" if message["start"] else ""
+            self.say(f"start {message['stage']}{gpu}")
+        else:
+            self.end(message["stage"], message["end"])
 
     def end(self, stage: str, text: str) -> None:
         with self.lock:
             self.ended.add(stage)
-        self.say(f"{text}")
+        self.say(text)
 
 
 @contextmanager
@@ -121,7 +125,7 @@ def run(client: Client, root: Path, plan: Plan, devices: Sequence[str]) -> list[
     stop_name = f"dl4cv-stop-{uuid.uuid4().hex}"
     stop = Event(stop_name, client=client)
     failures: list[str] = []
-    client.subscribe_topic(TOPIC, progress.start)
+    client.subscribe_topic(TOPIC, progress.event)
     futures = {}
     for rank, stage in enumerate(plan.order):
         futures[stage] = client.submit(
@@ -156,25 +160,24 @@ def run(client: Client, root: Path, plan: Plan, devices: Sequence[str]) -> list[
 
 
 def _stopped(future) -> bool:
-    return future.status == "error" and isinstance(future.exception(), StageStopped)
+    """Whether the stage of `future` was running when the run was interrupted."""
+    error = future.exception() if future.status == "error" else None
+    return isinstance(error, StageStopped) and error.args[1]
 
 
 def _report(future, stage: str, progress: Progress, failures: list[str]) -> None:
-    """Print how the stage ended; add its message to `failures` if it failed."""
+    """Add a failed stage's message to `failures`; say which stages never started because a
+    stage they need failed (the tasks announce the rest themselves)."""
     if future.status == "finished":
-        outcome: Outcome = future.result()
-        took = f" {outcome.seconds:.1f} s" if outcome.verdict == "ran" else ""
-        progress.end(stage, f"done  {stage}{took} ({outcome.verdict})")
         return
     error = future.exception()
-    if isinstance(error, StageFailed) and str(error).startswith(f"{stage}"):
+    if isinstance(error, StageStopped):
+        return
+    if isinstance(error, StageFailed) and error.args[0] == stage:
         failures.append(str(error))
-        progress.end(stage, f"FAILED {error}")
-    elif isinstance(error, StageStopped):
-        progress.end(stage, f"stopped {stage}")
-    elif isinstance(error, StageFailed):  # a stage it depends on failed: it never started
+    elif isinstance(error, StageFailed):  # raised by a stage it needs: it never started
         progress.end(stage, f"not started {stage} (a stage it needs failed)")
-    else:
+    else:  # the task itself broke (a worker lost): not announced by the task
         failures.append(f"{stage}: {type(error).__name__}: {error}")
         progress.end(stage, f"FAILED {stage}: {type(error).__name__}: {error}")
 

@@ -27,11 +27,14 @@ CACHED = "is cached - skipping run"  # ... and for one restored from the run cac
 
 
 class StageFailed(Exception):
-    """The stage ended with an error; the message names it and its log."""
+    """The stage ended with an error: (stage, a message naming it and its log)."""
+
+    def __str__(self) -> str:
+        return self.args[1]
 
 
 class StageStopped(Exception):
-    """The run was interrupted before or while the stage ran."""
+    """The run was interrupted before or while the stage ran: (stage, whether it had started)."""
 
 
 @dataclass(frozen=True)
@@ -51,22 +54,40 @@ def run_stage(
     """Run `stage` of the repository at `root` (a path this worker sees), its output in
     `log_file`; stop it when the Dask event `stop` is set. `devices`: the GPUs of a local
     cluster's workers, worker n gets devices[n % len] (empty: the worker's own environment).
-    `_needs` are the outcomes of the stages it depends on: Dask starts it after them."""
+    `_needs` are the outcomes of the stages it depends on: Dask starts it after them.
+
+    Its start and its end are events of the topic TOPIC, in the order they happened."""
     from distributed import Event, get_worker
 
     worker = get_worker()
     stopped = Event(stop)
     if stopped.is_set():
-        raise StageStopped(stage)
-    if not (Path(root) / "dvc.yaml").is_file():
-        raise StageFailed(f"{stage}: no dvc.yaml in {root} on worker {worker.address}")
+        raise StageStopped(stage, False)
     env = dict(os.environ)
     if devices and isinstance(worker.name, int):
         env["CUDA_VISIBLE_DEVICES"] = devices[worker.name % len(devices)]
-    worker.log_event(TOPIC, {"stage": stage, "gpu": env.get("CUDA_VISIBLE_DEVICES")})
-    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    worker.log_event(TOPIC, {"stage": stage, "start": env.get("CUDA_VISIBLE_DEVICES") or ""})
+    try:
+        outcome = _execute(root, stage, Path(log_file), env, stopped, worker.address)
+    except StageFailed as exc:
+        worker.log_event(TOPIC, {"stage": stage, "end": f"FAILED {exc}"})
+        raise
+    except StageStopped:
+        worker.log_event(TOPIC, {"stage": stage, "end": f"stopped {stage}"})
+        raise
+    took = f" {outcome.seconds:.1f} s" if outcome.verdict == "ran" else ""
+    worker.log_event(TOPIC, {"stage": stage, "end": f"done  {stage}{took} ({outcome.verdict})"})
+    return outcome
+
+
+def _execute(
+    root: str, stage: str, log_file: Path, env: dict[str, str], stopped: object, where: str
+) -> Outcome:
+    if not (Path(root) / "dvc.yaml").is_file():
+        raise StageFailed(stage, f"{stage}: no dvc.yaml in {root} on the worker at {where}")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with open(log_file, "wb") as log:
+    with log_file.open("wb") as log:
         process = subprocess.Popen(
             dvc_command(stage),
             cwd=root,
@@ -79,10 +100,12 @@ def run_stage(
         code = _wait(process, stopped)
     seconds = time.monotonic() - started
     if code is None:
-        raise StageStopped(stage)
-    text = Path(log_file).read_text(errors="replace")
+        raise StageStopped(stage, True)
+    text = log_file.read_text(errors="replace")
     if code != 0:
-        raise StageFailed(f"{stage} failed (exit {code}): {_last_line(text)}; log: {log_file}")
+        shown = log_file.relative_to(root) if log_file.is_relative_to(root) else log_file
+        message = f"{stage} failed (exit {code}): {_last_line(text)}; log: {shown}"
+        raise StageFailed(stage, message)
     verdict = "up to date" if SKIPPED in text else "restored" if CACHED in text else "ran"
     return Outcome(stage, seconds, verdict)
 
