@@ -49,6 +49,34 @@ def _mlflow():
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri())
+    with _first_use_lock():
+        return _experiment(mlflow)
+
+
+@contextmanager
+def _first_use_lock() -> Iterator[None]:
+    """One process at a time through a sqlite store's first use: the first creates and
+    migrates the database and the experiment, the others wait and then find them (stages in
+    parallel, `dvc queue start -j 3`, would otherwise race to migrate the same file:
+    'duplicate column name', or create the experiment twice)."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    try:
+        handle = Path(uri.removeprefix("sqlite:///") + ".lock").open("a")  # noqa: SIM115
+    except OSError:  # no folder, no right to write there: MLflow's own error says it better
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _experiment(mlflow):
+    """The dl4cv experiment, created (MLflow's model-training kind) where missing."""
     experiment = mlflow.get_experiment_by_name(EXPERIMENT_NAME)
     if experiment is None:
         location = None  # a server (http://...) keeps artifacts where it was told to
@@ -71,8 +99,8 @@ def _mlflow():
 
 
 def prepare() -> None:
-    """Create the store and the experiment now, before parallel workers (`dvc queue start -j`)
-    that each find none race to migrate the same sqlite file."""
+    """Create the store and the experiment now (before queue workers start, so that a store
+    that cannot be opened is reported once, not by every experiment)."""
     _mlflow()
 
 

@@ -2,11 +2,12 @@
 
     python -m dl4cv.parallel --jobs N [--scheduler ADDRESS] [--gpus 0,1|none] [STAGE ...]
 
-The plan (dl4cv.parallel.plan) lists the stages that may need to run; each becomes one Dask
-task, `dvc repro --single-item <stage>` (dl4cv.parallel.task), started once the tasks of the
-stages it depends on have succeeded. Without `--scheduler` a local cluster of N workers runs
-them; with one, its workers do (they must see this repository at the same path). Each stage's
-output goes to logs/repro/<stage>.log; the terminal gets one line per stage start and end.
+The plan (dl4cv.parallel.plan) lists the stages that may need to run, cut into tasks; each task
+is one `dvc repro --single-item <stage>...` (dl4cv.parallel.task), started once the tasks it
+depends on have succeeded, the longest chains of work first. Without `--scheduler` a local
+cluster of N workers runs them; with one, its workers do (they must see this repository at the
+same path). Each stage's output goes to logs/repro/<stage>.log; the terminal gets one line per
+stage start and end, with how many stages run, wait and are done.
 
 A failed stage lets the independent ones finish, starts none of its dependents, and the run
 exits 1 naming it and its log. Ctrl-C or SIGTERM stops every stage (DVC records none of them,
@@ -17,6 +18,7 @@ continues from there.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import signal
 import sys
@@ -28,29 +30,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dl4cv.fileio import write_json
 from dl4cv.gpus import find_gpus
-from dl4cv.parallel.plan import Plan, PlanError, make_plan
-from dl4cv.parallel.task import TOPIC, StageFailed, StageStopped, run_stage
+from dl4cv.parallel.plan import Plan, PlanError, critical_paths, make_plan
+from dl4cv.parallel.task import TOPIC, StageFailed, StageStopped, run_stages
 
 if TYPE_CHECKING:
     from distributed import Client
 
 LOG_DIR = Path("logs") / "repro"
+TIMES_FILE = LOG_DIR / "seconds.json"  # how long each stage took when it last ran
 ADDRESS = r"(tcp|tls|ucx|ws|wss)://\S+|\S+:\d+"  # what Dask's Client takes
 CONNECT_SECONDS = 5  # an unreachable scheduler is reported after this long
 STOP_WAIT_SECONDS = 60  # after Ctrl-C, how long to wait for the stages to stop
 
 
 class ReproError(Exception):
-    """Bad input, an unreachable scheduler, a failed stage: one line for the user."""
+    """Bad input or an unreachable scheduler: one line for the user."""
 
 
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM."""
-
-
-def log_file(root: Path, stage: str) -> Path:
-    return root / LOG_DIR / f"{stage.replace('/', '_')}.log"
 
 
 class Progress:
@@ -60,16 +60,14 @@ class Progress:
         self.total = len(plan)
         self.started: set[str] = set()
         self.ended: set[str] = set()
-        self.t0 = time.monotonic()
         self.lock = threading.Lock()
 
     def say(self, text: str) -> None:
         with self.lock:
             running = len(self.started - self.ended)
             waiting = self.total - len(self.started | self.ended)
-            clock = time.strftime("%H:%M:%S")
             counts = f"{running} running, {waiting} waiting, {len(self.ended)} done"
-            print(f"{clock} {text} [{counts}]", flush=True)
+            print(f"{time.strftime('%H:%M:%S')} {text} [{counts}]", flush=True)
 
     def event(self, event: tuple[float, dict]) -> None:
         """A stage's start or end, as its task announced it (dl4cv.parallel.task)."""
@@ -109,7 +107,7 @@ def dask_client(jobs: int, scheduler: str | None) -> Iterator[Client]:
             n_workers=jobs,
             threads_per_worker=1,
             processes=False,  # each task is a `dvc` process: threads suffice to wait on them
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # its HTTP server: loopback, any free port
             silence_logs=logging.CRITICAL,  # a failed stage is reported here, once
         ) as cluster,
         Client(cluster) as client,
@@ -117,69 +115,71 @@ def dask_client(jobs: int, scheduler: str | None) -> Iterator[Client]:
         yield client
 
 
-def run(client: Client, root: Path, plan: Plan, devices: Sequence[str]) -> list[str]:
-    """Run `plan` on Dask; the failed stages' messages (empty when all succeeded)."""
+def run(
+    client: Client, root: Path, plan: Plan, devices: Sequence[str], times: dict[str, float]
+) -> list[str]:
+    """Run `plan` on Dask, the longest chains of work first; the failed stages' messages
+    (empty when all succeeded). `times` gains the seconds of each stage that ran."""
     from distributed import Event, as_completed, wait
 
+    chain = critical_paths(plan, times)
     progress = Progress(plan)
     stop_name = f"dl4cv-stop-{uuid.uuid4().hex}"
     stop = Event(stop_name, client=client)
-    failures: list[str] = []
     client.subscribe_topic(TOPIC, progress.event)
     futures = {}
-    for rank, stage in enumerate(plan.order):
-        futures[stage] = client.submit(
-            run_stage,
+    for task, stages in plan.tasks.items():
+        futures[task] = client.submit(
+            run_stages,
             str(root),
-            stage,
-            str(log_file(root, stage)),
+            stages,
             stop_name,
             list(devices),
-            *(futures[need] for need in plan.needs[stage]),
-            key=f"{stage}-{uuid.uuid4().hex[:8]}",
+            *(futures[need] for need in plan.needs[task]),
+            key=f"{task}-{uuid.uuid4().hex[:8]}",
             pure=False,
-            priority=len(plan) - rank,
+            priority=round(chain[task] * 10),
             retries=0,
         )
-    names = {future.key: stage for stage, future in futures.items()}
+    tasks = {future.key: task for task, future in futures.items()}
+    failures: list[str] = []
     try:
         with _interruptible():
             for future in as_completed(list(futures.values())):
-                _report(future, names[future.key], progress, failures)
+                if future.status == "finished":
+                    ran = future.result().items()
+                    times.update({s: round(t, 1) for s, (t, verdict) in ran if verdict == "ran"})
+                else:
+                    failures += _failure(future, plan.tasks[tasks[future.key]])
     except Interrupted:
         stop.set()
         print("interrupted: stopping every stage ...", file=sys.stderr, flush=True)
         wait(list(futures.values()), timeout=STOP_WAIT_SECONDS)
-        stopped = [stage for stage, f in futures.items() if _stopped(f)]
+        stopped = [s for f in futures.values() if f.status == "error" for s in _stopped(f)]
         if stopped:
             print(f"interrupted: stopped {', '.join(stopped)}", file=sys.stderr, flush=True)
         raise
     finally:
         client.unsubscribe_topic(TOPIC)
+    for stage in plan.order:  # what a failure kept from starting
+        if stage not in progress.ended:
+            progress.end(stage, f"not started {stage} (a stage it needs failed)")
     return failures
 
 
-def _stopped(future) -> bool:
-    """Whether the stage of `future` was running when the run was interrupted."""
-    error = future.exception() if future.status == "error" else None
-    return isinstance(error, StageStopped) and error.args[1]
-
-
-def _report(future, stage: str, progress: Progress, failures: list[str]) -> None:
-    """Add a failed stage's message to `failures`; say which stages never started because a
-    stage they need failed (the tasks announce the rest themselves)."""
-    if future.status == "finished":
-        return
+def _stopped(future) -> tuple[str, ...]:
+    """The stages the task of `future` was running when the run was interrupted."""
     error = future.exception()
-    if isinstance(error, StageStopped):
-        return
-    if isinstance(error, StageFailed) and error.args[0] == stage:
-        failures.append(str(error))
-    elif isinstance(error, StageFailed):  # raised by a stage it needs: it never started
-        progress.end(stage, f"not started {stage} (a stage it needs failed)")
-    else:  # the task itself broke (a worker lost): not announced by the task
-        failures.append(f"{stage}: {type(error).__name__}: {error}")
-        progress.end(stage, f"FAILED {stage}: {type(error).__name__}: {error}")
+    return error.args[0] if isinstance(error, StageStopped) else ()
+
+
+def _failure(future, stages: Sequence[str]) -> list[str]:
+    """The message of a task (of `stages`) that failed itself; none for one whose needed task
+    failed (Dask gives it that task's error, and it never started)."""
+    error = future.exception()
+    if isinstance(error, StageFailed):
+        return [str(error)] if error.args[0] in stages else []
+    return [f"{stages[0]}: {type(error).__name__}: {error}"]  # the task broke (a lost worker)
 
 
 class _interruptible:
@@ -194,6 +194,15 @@ class _interruptible:
     def __exit__(self, *_exc: object) -> None:
         for signum, handler in self.saved.items():
             signal.signal(signum, handler)
+
+
+def read_times(root: Path) -> dict[str, float]:
+    """The seconds each stage took when it last ran here (none yet: an empty dict)."""
+    try:
+        times = json.loads((root / TIMES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: float(v) for k, v in times.items()} if isinstance(times, dict) else {}
 
 
 def positive_int(text: str) -> int:
@@ -218,9 +227,7 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     args.jobs = positive_int(args.jobs)
     if args.gpus is not None and not re.fullmatch(r"none|\d+(,\d+)*", args.gpus):
         raise ReproError(f"--gpus: expected indices like 0,1 or none, got {args.gpus!r}")
-    if args.scheduler and not re.fullmatch(
-        r"(tcp|tls|inproc|ucx|ws|wss)://\S+|\S+:\d+", args.scheduler
-    ):
+    if args.scheduler and not re.fullmatch(ADDRESS, args.scheduler):
         raise ReproError(
             f"--scheduler: expected an address like tcp://host:8786, got {args.scheduler!r}"
         )
@@ -235,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (root / "dvc.yaml").is_file():
             raise ReproError(f"no dvc.yaml in {root}: run it in the repository's root")
         with dask_client(args.jobs, args.scheduler) as client:
-            plan = make_plan(root, args.stages)
+            times = read_times(root)
+            plan = make_plan(root, args.stages, times)
             if not plan.order:
                 print(f"parallel: all {plan.up_to_date} stages up to date", flush=True)
                 return 0
@@ -243,14 +251,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             gpus = [g for g in listed if g != "none"]
             devices = gpus if len(gpus) > 1 and not args.scheduler else []
             print(
-                f"parallel: {len(plan)} stages to check or run, {plan.up_to_date} up to date; "
-                f"{args.jobs} at a time on {args.scheduler or 'a local Dask cluster'}"
+                f"parallel: {len(plan)} stages to check or run ({len(plan.tasks)} tasks), "
+                f"{plan.up_to_date} up to date; "
+                + (f"on {args.scheduler}" if args.scheduler else f"{args.jobs} at a time")
                 + (f", GPUs {','.join(devices)}" if devices else "")
                 + f"; logs in {LOG_DIR}/",
                 flush=True,
             )
-            _prepare_tracking()
-            failures = run(client, root, plan, devices)
+            try:
+                failures = run(client, root, plan, devices, times)
+            finally:
+                write_json(root / TIMES_FILE, dict(sorted(times.items())))
     except (ReproError, PlanError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -263,14 +274,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"parallel: {len(plan)} stages done in {time.monotonic() - t0:.1f} s", flush=True)
     return 0
-
-
-def _prepare_tracking() -> None:
-    """Create and migrate the MLflow store once, before stages that each find none race to
-    migrate the same sqlite file."""
-    import logging
-
-    from dl4cv import tracking
-
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial tables..."
-    tracking.prepare()
