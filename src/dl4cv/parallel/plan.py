@@ -8,8 +8,8 @@ the plan (that one's new outputs may change it). Every planned stage still goes 
 
 A task is one `dvc repro --single-item` of one or more stages. Each start of DVC costs about
 a second of a core (its imports, reading dvc.yaml, dvc.lock and params.yaml) and takes its
-repository lock twice: a short stage that continues a chain (split after preprocess, evaluate
-after train) runs in the task of the stages it needs, after them.
+repository lock twice: a short stage that continues a chain without delaying another stage
+(evaluate after train) runs in the task of the stages it needs, after them.
 """
 
 from __future__ import annotations
@@ -80,17 +80,28 @@ def make_plan(
 def cut_tasks(
     order: Sequence[str], needs: Mapping[str, Sequence[str]], seconds: Mapping[str, float]
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-    """Stages (in dependency order) into tasks: a short stage whose needs all lie in one task,
-    the last stage of that task among them, joins it (a chain: two stages that could run side
-    by side never share a task); any other stage starts a task. Returns each task's stages and
-    the tasks each needs."""
+    """Stages (in dependency order) into tasks. A short stage joins the task of the stages it
+    needs when it continues that task's chain without delaying anyone: it needs the task's
+    last stage, and every other stage that needs that one needs it too (evaluate after train,
+    which the report needs both of). Any other stage starts a task. Returns each task's
+    stages and the tasks each needs."""
+    dependents: dict[str, set[str]] = {stage: set() for stage in order}
+    for stage in order:
+        for need in needs[stage]:
+            dependents[need].add(stage)
     task_of: dict[str, str] = {}
     tasks: dict[str, list[str]] = {}
     for stage in order:
         owners = {task_of[need] for need in needs[stage]}
         task = owners.pop() if len(owners) == 1 else None
-        short = seconds.get(stage, guess_seconds(stage)) <= SHORT_SECONDS
-        if not (task and short and tasks[task][-1] in needs[stage]):
+        last = tasks[task][-1] if task else None
+        joins = (
+            task is not None
+            and seconds.get(stage, guess_seconds(stage)) <= SHORT_SECONDS
+            and last in needs[stage]
+            and all(stage in needs[other] for other in dependents[last] - {stage})
+        )
+        if not joins:
             task = stage
             tasks[task] = []
         tasks[task].append(stage)

@@ -119,43 +119,72 @@ def run(
     client: Client, root: Path, plan: Plan, devices: Sequence[str], times: dict[str, float]
 ) -> list[str]:
     """Run `plan` on Dask, the longest chains of work first; the failed stages' messages
-    (empty when all succeeded). `times` gains the seconds of each stage that ran."""
+    (empty when all succeeded). `times` gains the seconds of each stage that ran.
+
+    A task is handed to Dask once the tasks it needs have succeeded and a worker thread is
+    free, the longest chain first: Dask then places it on that free worker. (Given everything
+    at once with its dependencies, Dask places a waiting task on a busy worker early, and a
+    free worker can sit idle until work stealing moves it, seconds later.)"""
     from distributed import Event, as_completed, wait
 
     chain = critical_paths(plan, times)
     progress = Progress(plan)
     stop_name = f"dl4cv-stop-{uuid.uuid4().hex}"
     stop = Event(stop_name, client=client)
-    client.subscribe_topic(TOPIC, progress.event)
-    futures = {}
-    for task, stages in plan.tasks.items():
-        futures[task] = client.submit(
+    dependents: dict[str, list[str]] = {task: [] for task in plan.tasks}
+    for task, needs in plan.needs.items():
+        for need in needs:
+            dependents[need].append(task)
+    waiting = {task: set(needs) for task, needs in plan.needs.items()}
+
+    def submit(task: str):
+        future = client.submit(
             run_stages,
             str(root),
-            stages,
+            plan.tasks[task],
             stop_name,
             list(devices),
-            *(futures[need] for need in plan.needs[task]),
             key=f"{task}-{uuid.uuid4().hex[:8]}",
             pure=False,
             priority=round(chain[task] * 10),
             retries=0,
         )
-    tasks = {future.key: task for task, future in futures.items()}
+        submitted[future.key] = task
+        return future
+
+    def fill() -> None:
+        """Submit ready tasks, longest chain first, while a worker thread is free."""
+        free = sum(client.nthreads().values()) - running.count()
+        for task in sorted(ready, key=chain.__getitem__, reverse=True)[: max(free, 0)]:
+            ready.remove(task)
+            running.add(submit(task))
+
+    submitted: dict[str, str] = {}
+    ready = {task for task, needs in waiting.items() if not needs}
+    running = as_completed()
+    client.subscribe_topic(TOPIC, progress.event)
     failures: list[str] = []
     try:
         with _interruptible():
-            for future in as_completed(list(futures.values())):
-                if future.status == "finished":
-                    ran = future.result().items()
-                    times.update({s: round(t, 1) for s, (t, verdict) in ran if verdict == "ran"})
+            fill()
+            for future in running:
+                task = submitted[future.key]
+                if future.status != "finished":
+                    failures.append(_failure(future, task))
                 else:
-                    failures += _failure(future, plan.tasks[tasks[future.key]])
+                    ran = future.result().items()
+                    times.update({s: round(t, 1) for s, (t, how) in ran if how == "ran"})
+                    for dependent in dependents[task]:
+                        waiting[dependent].discard(task)
+                        if not waiting[dependent]:
+                            ready.add(dependent)
+                fill()
     except Interrupted:
         stop.set()
         print("interrupted: stopping every stage ...", file=sys.stderr, flush=True)
-        wait(list(futures.values()), timeout=STOP_WAIT_SECONDS)
-        stopped = [s for f in futures.values() if f.status == "error" for s in _stopped(f)]
+        futures = list(running.futures)
+        wait(futures, timeout=STOP_WAIT_SECONDS)
+        stopped = [s for f in futures if f.status == "error" for s in _stopped(f)]
         if stopped:
             print(f"interrupted: stopped {', '.join(stopped)}", file=sys.stderr, flush=True)
         raise
@@ -173,13 +202,12 @@ def _stopped(future) -> tuple[str, ...]:
     return error.args[0] if isinstance(error, StageStopped) else ()
 
 
-def _failure(future, stages: Sequence[str]) -> list[str]:
-    """The message of a task (of `stages`) that failed itself; none for one whose needed task
-    failed (Dask gives it that task's error, and it never started)."""
+def _failure(future, task: str) -> str:
+    """Why the task failed: its stage's message, or how the task itself broke (a lost worker)."""
     error = future.exception()
     if isinstance(error, StageFailed):
-        return [str(error)] if error.args[0] in stages else []
-    return [f"{stages[0]}: {type(error).__name__}: {error}"]  # the task broke (a lost worker)
+        return str(error)
+    return f"{task}: {type(error).__name__}: {error}"
 
 
 class _interruptible:
