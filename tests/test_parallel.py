@@ -364,3 +364,23 @@ def test_six_stages_write_to_a_new_sqlite_store_at_once(tmp_path):
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 6
     client = mlflow.MlflowClient()
     assert all(len(client.get_metric_history(r.info.run_id, "loss")) == 60 for r in runs)
+
+
+def test_with_several_gpus_each_local_worker_has_its_own(tmp_path):
+    """`--gpus 0,1` (what nvidia-smi would list): worker n runs its stages with
+    CUDA_VISIBLE_DEVICES=n, so two stages at once never share a GPU."""
+    write = (
+        "import os, time; time.sleep(2); "
+        "open('{0}.txt', 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
+    )
+    stages = {
+        f"g{i}": {"cmd": f'python -c "{write.format(f"g{i}")}"', "outs": [f"g{i}.txt"]}
+        for i in range(2)
+    }
+    tmp_path.joinpath("dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    for args in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        run(args, tmp_path, environment())
+    done = parallel(tmp_path, "-j", "2", "--gpus", "0,1")
+    assert done.returncode == 0, done.stderr
+    assert sorted(tmp_path.joinpath(f"g{i}.txt").read_text() for i in range(2)) == ["0", "1"]
+    assert "GPUs 0,1" in done.stdout and " on GPU " in done.stdout

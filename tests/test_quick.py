@@ -68,10 +68,10 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def quick(root: Path, **env: str) -> subprocess.Popen:
+def quick(root: Path, *args: str, **env: str) -> subprocess.Popen:
     """`python -m dl4cv.quick` in its own process group, as a terminal runs `make quick`."""
     return subprocess.Popen(
-        [sys.executable, "-m", "dl4cv.quick"],
+        [sys.executable, "-m", "dl4cv.quick", *args],
         cwd=root,
         env=environment(**env),
         stdout=subprocess.DEVNULL,
@@ -80,8 +80,9 @@ def quick(root: Path, **env: str) -> subprocess.Popen:
     )
 
 
-def test_quick_run_keeps_params_and_results_and_repro_reruns_the_book(project: Path):
-    assert quick(project).wait(timeout=120) == 0
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
+def test_quick_run_keeps_params_and_results_and_repro_reruns_the_book(project: Path, jobs):
+    assert quick(project, *jobs).wait(timeout=120) == 0
 
     assert (project / "params.yaml").read_bytes() == USER_EDIT
     assert sh(project, "git", "diff", "--cached") == ""  # nothing left staged either
@@ -89,17 +90,25 @@ def test_quick_run_keeps_params_and_results_and_repro_reruns_the_book(project: P
     status = json.loads(sh(project, sys.executable, "-m", "dvc", "status", "--json"))
     assert status == {"show": [{"changed deps": {"params.yaml": {"profile": "modified"}}}]}
 
+    # one experiment recorded, with the quick profile (parallel: `dvc exp save`)
+    shown = sh(project, sys.executable, "-m", "dvc", "exp", "show", "--json")
+    exps = [e for rev in json.loads(shown) for e in rev.get("experiments") or []]
+    assert len(exps) == 1
+    assert exps[0]["revs"][0]["data"]["params"]["params.yaml"]["data"]["profile"] == "quick"
+
     sh(project, sys.executable, "-m", "dvc", "repro", "-q")
     assert (project / "out.txt").read_text() == "book"
 
 
-def test_failing_quick_run_restores_params(project: Path):
-    assert quick(project, STAGE_EXIT="3").wait(timeout=120) != 0
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
+def test_failing_quick_run_restores_params(project: Path, jobs):
+    assert quick(project, *jobs, STAGE_EXIT="3").wait(timeout=120) != 0
     assert (project / "params.yaml").read_bytes() == USER_EDIT
 
 
-def test_interrupted_quick_run_restores_params(project: Path):
-    run = quick(project, STAGE_SLEEP="1")
+@pytest.mark.parametrize("jobs", [[], ["--jobs", "2"]], ids=["serial", "jobs2"])
+def test_interrupted_quick_run_restores_params(project: Path, jobs):
+    run = quick(project, *jobs, STAGE_SLEEP="1")
     deadline = time.monotonic() + 120
     while not (project / "started").exists():
         assert run.poll() is None and time.monotonic() < deadline, "the stage never started"
