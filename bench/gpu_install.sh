@@ -9,7 +9,8 @@ parts=$1 dest=$2
 mkdir -p "$dest"
 cat "$parts"/all.part.* | tar xf - -C "$dest"
 python3 -m pip install -q --no-index --no-deps --no-compile "$dest"/wheelhouse/*.whl
-cp -a . "$dest/repo"
+mkdir -p "$dest/repo"
+tar cf - --exclude=./.gpu . | tar xf - -C "$dest/repo"  # the checkout, not the parts
 cd "$dest/repo"
 python3 -m pip install -q --no-index --no-deps --no-build-isolation -e .
 # dvc.yaml runs `python`: a wrapper, not a symlink (a symlink outside the venv loses its packages)
