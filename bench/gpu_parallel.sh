@@ -7,8 +7,9 @@
 #   jobsN   python -m dl4cv.parallel --jobs $JOBS (default 6)
 #   sweep   on jobsN's workspace: 3 learning rates of lenet_mnist queued and run by
 #           `dvc queue start -j 3` with no flag, then the same 3 as `dvc exp run` one by one
-#   serial  dvc repro (SERIAL=0 skips it)
-#   mps     jobsN again with NVIDIA MPS's daemon running (MPS=0 skips it)
+#   mps     jobsN again with NVIDIA MPS's daemon running
+#   serial  dvc repro
+# STEPS="jobs sweep mps serial" (the default) picks and orders them.
 # Writes into OUT, per step: NAME.log (every line timestamped), NAME.gpu.csv (nvidia-smi, 1 s),
 # NAME.tar.gz (reports/book.*, reports/metrics, dvc.lock, logs/repro), a line in summary.md
 # (wall seconds, exit status, GPU busy share), then NAME.done; DONE at the end.
@@ -58,8 +59,12 @@ step() {  # step NAME COMMAND...: run it with nvidia-smi sampling, log and summa
     touch "$out/$name.done"
 }
 
-clean
-step "jobs$jobs" python3 -m dl4cv.parallel --jobs "$jobs"
+steps=${STEPS:-jobs sweep mps serial}
+has() { [[ " $steps " == *" $1 "* ]]; }
+if has jobs; then
+    clean
+    step "jobs$jobs" python3 -m dl4cv.parallel --jobs "$jobs"
+fi
 
 # The sweep of the issue, with no flag: every stage process shares the GPU by default.
 LR=experiments.lenet_mnist.optimizer.learning_rate
@@ -73,15 +78,16 @@ one_by_one() {
     for lr in 0.005 0.02 0.04; do dvc exp run -S "$LR=$lr" || return 1; done
     git checkout -q params.yaml
 }
-step sweep-queue queue_sweep
-step sweep-serial one_by_one
-dvc exp show --no-pager --drop 'Created|.*/' --keep "$LR|lenet_mnist\.accuracy" > "$out/sweep-exps.txt" 2>&1
-
-if [ "${SERIAL:-1}" = 1 ]; then
-    clean
-    step serial dvc repro
+if has sweep; then
+    # the experiments start from a commit of the finished book (dvc.lock, whose outputs are
+    # in the cache): only lenet_mnist and what follows it run again
+    git add -A && git commit -qm "the book, done" --allow-empty
+    step sweep-queue queue_sweep
+    step sweep-serial one_by_one
+    dvc exp show --no-pager --drop 'Created|.*/' --keep "$LR|lenet_mnist\.accuracy" > "$out/sweep-exps.txt" 2>&1
+    git reset -q --soft HEAD~1
 fi
-if [ "${MPS:-1}" = 1 ]; then
+if has mps; then
     clean
     if nvidia-cuda-mps-control -d > "$out/mps.txt" 2>&1; then
         step "mps-jobs$jobs" python3 -m dl4cv.parallel --jobs "$jobs"
@@ -89,5 +95,9 @@ if [ "${MPS:-1}" = 1 ]; then
     else
         echo "nvidia-cuda-mps-control -d failed: $(cat "$out/mps.txt")" | tee -a "$out/summary.md"
     fi
+fi
+if has serial; then
+    clean
+    step serial dvc repro
 fi
 touch "$out/DONE"
