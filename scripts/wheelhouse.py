@@ -59,11 +59,13 @@ def closure(
     }
     found: dict[str, str | None] = {}
     asked: dict[str, list[SpecifierSet]] = {}
-    todo = [canonicalize_name(root)]
+    extras: dict[str, set[str]] = {}  # the extras each name is asked with (dask[distributed])
+    todo = [(canonicalize_name(root), frozenset[str]())]
     while todo:
-        name = todo.pop()
-        if name in found or name in cut:
+        name, wanted = todo.pop()
+        if name in cut or (name in found and wanted <= extras.get(name, set())):
             continue
+        extras.setdefault(name, set()).update(wanted)
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
@@ -72,8 +74,10 @@ def closure(
         found[name] = dist.version
         for spec in dist.requires or []:
             req = Requirement(spec)
-            if req.marker is None or req.marker.evaluate(env):
-                todo.append(canonicalize_name(req.name))
+            if req.marker is None or any(
+                req.marker.evaluate(env | {"extra": extra}) for extra in ("", *wanted)
+            ):
+                todo.append((canonicalize_name(req.name), frozenset(req.extras)))
                 asked.setdefault(canonicalize_name(req.name), []).append(req.specifier)
     return found, asked
 

@@ -25,6 +25,8 @@ def test_the_tree_holds_what_dl4cv_runs_on_and_no_tensorflow():
     # Only TensorFlow needs these: cut with it.
     assert not {"tensorflow-cpu", "tensorboard", "tensorflow-io-gcs-filesystem"} & set(found)
     assert found["keras"] is not None  # pinned to the installed version
+    # dl4cv asks for dask[distributed]: the extra's own requirements come too
+    assert {"dask", "distributed", "tornado", "zict", "tblib"} <= set(found)
     assert any(not spec.contains("5.0.0") for spec in asked["opencv-python-headless"])
 
 
