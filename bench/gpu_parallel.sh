@@ -68,11 +68,19 @@ fi
 
 # The sweep of the issue, with no flag: every stage process shares the GPU by default.
 LR=experiments.lenet_mnist.optimizer.learning_rate
-queue_sweep() {
+queue_sweep() {  # ends when all 3 have ended (`queue status` waits for DVC's lock, which
+    # the workers hold now and then: without it, it may print nothing)
     dvc exp run --queue -S "$LR=0.005,0.02,0.04" && dvc queue start -j 3 || return 1
-    while dvc queue status | grep -qE "Queued|Running"; do sleep 2; done
-    dvc queue status
-    ! dvc queue status | grep -q Failed
+    local status
+    while :; do
+        status=$(dvc --wait-for-lock queue status 2>&1)
+        if [ "$(grep -cE 'Success|Failed' <<<"$status")" -ge 3 ] && ! grep -qE 'Queued|Running' <<<"$status"; then
+            break
+        fi
+        sleep 2
+    done
+    echo "$status"
+    ! grep -q Failed <<<"$status"
 }
 one_by_one() {
     for lr in 0.005 0.02 0.04; do dvc exp run -S "$LR=$lr" || return 1; done

@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING
 from dl4cv.fileio import write_json
 from dl4cv.gpus import find_gpus
 from dl4cv.parallel.plan import Plan, PlanError, critical_paths, make_plan
-from dl4cv.parallel.task import TOPIC, StageFailed, StageStopped, run_stages
+from dl4cv.parallel.task import LOG_DIR, TOPIC, StageFailed, StageStopped, run_stages
 
 if TYPE_CHECKING:
     from distributed import Client
 
-LOG_DIR = Path("logs") / "repro"
 TIMES_FILE = LOG_DIR / "seconds.json"  # how long each stage took when it last ran
 ADDRESS = r"(tcp|tls|ucx|ws|wss)://\S+|\S+:\d+"  # what Dask's Client takes
 CONNECT_SECONDS = 5  # an unreachable scheduler is reported after this long

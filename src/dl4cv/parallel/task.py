@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+LOG_DIR = Path("logs") / "repro"  # each stage's output, relative to the repository
 TOPIC = "dl4cv-stage"  # the Dask event topic of stage starts and ends (the caller prints them)
 READ_SECONDS = 0.25  # how long a read of DVC's output waits before looking at the stop event
 STOP_CHECK_SECONDS = 1.0  # how often a running task looks whether the run was interrupted
@@ -50,7 +51,7 @@ def dvc_command(stages: Sequence[str]) -> list[str]:
 
 
 def log_file(root: Path, stage: str) -> Path:
-    return Path(root) / "logs" / "repro" / f"{stage.replace('/', '_')}.log"
+    return Path(root) / LOG_DIR / f"{stage.replace('/', '_')}.log"
 
 
 @dataclass
