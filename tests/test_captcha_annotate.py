@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -127,41 +128,92 @@ def test_server_api_refuses_stale_and_bad_labels(raw, tmp_path):
     app = AnnotationServer(raw, LabelStore(tmp_path / "l.csv", crops), SPEC)
     thread = app.start()
     try:
-        state = get_json(app.url + "api/state")
+        state = call(app, "GET", "api/state")[1]
         assert (state["labelled"], state["total"], state["current"]["id"]) == (0, 12, crops[0].id)
-        assert post(app.url + "api/label", {"id": crops[1].id, "label": "3"})[0] == 409
-        assert post(app.url + "api/label", {"id": crops[0].id, "label": "x"})[0] == 400
-        code, state = post(app.url + "api/label", {"id": crops[0].id, "label": "3"})
+        assert call(app, "POST", "api/label", {"id": crops[1].id, "label": "3"})[0] == 409
+        assert call(app, "POST", "api/label", {"id": crops[0].id, "label": "x"})[0] == 400
+        code, state = call(app, "POST", "api/label", {"id": crops[0].id, "label": "3"})
         assert (code, state["labelled"], state["last"]["label"]) == (200, 1, "3")
-        with urllib.request.urlopen(app.url + "crop/0.png") as response:
+        with urllib.request.urlopen(f"{app.base}crop/0.png?token={app.token}") as response:
             crop = cv2.imdecode(np.frombuffer(response.read(), np.uint8), cv2.IMREAD_COLOR)
         assert crop.shape[0] == 160
-        assert get_status(app.url + "crop/12.png") == 404
+        assert call(app, "GET", "crop/12.png")[0] == 404
     finally:
         app.stop()
         thread.join(5)
 
 
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
-def get_status(url: str) -> int:
+def test_requests_another_page_can_send_are_refused_and_write_nothing(raw, tmp_path):
+    """What any web site open in the same browser can send to 127.0.0.1 (a 'simple' cross-site
+    POST, a DNS-rebinding page's Host), and requests without this run's token: 403, and the
+    labels file stays byte for byte as it was."""
+    crops, _ = segment_folder(raw, SPEC, progress=False)
+    labels = tmp_path / "l.csv"
+    app = AnnotationServer(raw, LabelStore(labels, crops), SPEC)
+    thread = app.start()
+    port = app.httpd.server_address[1]
+    evil = {"Origin": "http://evil.example"}
+    label = {"id": crops[0].id, "label": "7"}
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+        assert call(app, "POST", "api/label", {"id": crops[0].id, "label": "3"})[0] == 200
+        before = labels.read_bytes()
+        refused = {
+            "cross-site text/plain POST": call(
+                app, "POST", "api/label", label, token=None, kind="text/plain;charset=UTF-8", **evil
+            ),
+            "cross-site undo": call(app, "POST", "api/undo", {}, token=None, **evil),
+            "foreign Origin with the token": call(app, "POST", "api/label", label, **evil),
+            "text/plain with the token": call(app, "POST", "api/label", label, kind="text/plain"),
+            "no token": call(app, "POST", "api/label", label, token=None),
+            "wrong token": call(app, "POST", "api/label", label, token="guess"),
+            "DNS rebinding: foreign Host": call(
+                app, "GET", "api/state", Host=f"rebind.example:{port}"
+            ),
+            "state without token": call(app, "GET", "api/state", token=None),
+            "image without token": call(app, "GET", "crop/0.png", token=None),
+        }
+        answers = {what: code for what, (code, _) in refused.items()}
+        assert answers == dict.fromkeys(refused, 403)
+        assert all("labels_file" not in body for _, body in refused.values())
+        assert labels.read_bytes() == before
+        # the page itself: its own Origin, JSON, the token
+        own = {"Origin": f"http://127.0.0.1:{port}"}
+        code, state = call(app, "POST", "api/label", {"id": crops[1].id, "label": "5"}, **own)
+        assert (code, state["labelled"]) == (200, 2)
+        assert labels.read_bytes() != before  # saved before the answer came back
+    finally:
+        app.stop()
+        thread.join(5)
 
 
-def post(url: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), method="POST")
+def call(
+    app: AnnotationServer,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    token: str | None = "",
+    kind: str = "application/json",
+    **headers: str,
+) -> tuple[int, dict]:
+    """A request to the server, as the page sends it unless told otherwise: this run's token
+    (token="" means the right one, None none), a JSON body for a POST."""
+    headers = {"X-Annotate-Token": app.token if token == "" else token, **headers}
+    headers = {k: v for k, v in headers.items() if v is not None}
+    data = None
+    if method == "POST":
+        data = json.dumps(body or {}).encode()
+        headers["Content-Type"] = kind
+    request = urllib.request.Request(app.base + path, data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.load(response)
+            raw = response.read()
+            code = response.status
     except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+        raw, code = exc.read(), exc.code
+    try:
+        return code, json.loads(raw)
+    except ValueError:
+        return code, {}
 
 
 # The page in a real browser.
@@ -245,10 +297,18 @@ def test_labelling_in_the_browser_with_undo_reload_and_a_restart(raw, tmp_path, 
     path = tmp_path / "captcha.csv"
     app = AnnotationServer(raw, LabelStore(path, crops), SPEC)
     thread = app.start()
-    browser.get(app.url)
+    browser.get(app.url)  # the address the stage prints, with this run's token
     wait_for(browser, 0)
     assert showing(browser) == crops[0].id
     assert "0 / 12 labelled" in browser.find_element("id", "progress").text
+    loaded = (
+        "return ['crop', 'context'].map((id) => document.getElementById(id))"
+        ".map((img) => img.complete && img.naturalWidth)"
+    )
+    deadline = time.monotonic() + 10
+    while not all(browser.execute_script(loaded)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(browser.execute_script(loaded))  # the images came, token and all
 
     press(browser, "3")
     wait_for(browser, 1)

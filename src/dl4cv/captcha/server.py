@@ -10,17 +10,28 @@ at the first unlabelled crop. When the last crop is labelled the server stops by
     GET  /crop/<n>.png     crop n, enlarged;  /context/<n>.png: its captcha, the digit boxed
     POST /api/label        {"id": crop id, "label": "0".."9" or "skip"}
     POST /api/undo         take back the last label
+
+Listening on 127.0.0.1 keeps other machines out, not other web pages: any site open in the
+same browser may send requests to it, and the labels are training data. So every request must
+name the bound address as its Host (a DNS-rebinding page names its own), a request that says
+where it comes from (Origin) must come from the page itself, every API call and image must
+carry the token of this run (printed in the page's address, as Jupyter does, and sent back by
+the page in the X-Annotate-Token header or, for images, the address), and a POST must be
+`application/json`. Anything else is answered 403 and changes nothing.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import secrets
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import cv2
 import numpy as np
@@ -38,6 +49,8 @@ STATIC = {
 }
 CROP_HEIGHT = 160  # pixels: a digit crop is ~35 px tall, too small to read comfortably
 CONTEXT_SCALE = 3
+TOKEN_HEADER = "X-Annotate-Token"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class AnnotationServer:
@@ -48,8 +61,10 @@ class AnnotationServer:
         spec: CaptchaSegment = BOOK,
         host: str = "127.0.0.1",
         port: int = 0,
+        token: str | None = None,
     ) -> None:
         self.raw = raw
+        self.token = token or secrets.token_urlsafe(24)
         self.store = store
         self.spec = spec
         self._lock = threading.Lock()
@@ -59,9 +74,35 @@ class AnnotationServer:
         self.httpd.daemon_threads = True
 
     @property
-    def url(self) -> str:
+    def base(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}/"
+
+    @property
+    def url(self) -> str:
+        """The page's address, with this run's token: the one to open."""
+        return f"{self.base}?token={self.token}"
+
+    def hosts(self) -> set[str]:
+        """The Host headers a request from the page carries: the bound address (and its
+        other loopback names when bound to loopback)."""
+        host, port = self.httpd.server_address[:2]
+        names = LOOPBACK if host in LOOPBACK else (host,)
+        return {f"[{name}]:{port}" if ":" in name else f"{name}:{port}" for name in names}
+
+    def refusal(
+        self, host: str | None, origin: str | None, token: str | None, need_token: bool = True
+    ) -> str | None:
+        """Why a request is refused (None: it may go on)."""
+        if host not in self.hosts():
+            return f"Host {host!r} is not this server"
+        if origin is not None and origin != f"http://{host}":
+            return f"Origin {origin!r} is not this page"
+        if not need_token:
+            return None
+        if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):
+            return "missing or wrong token: open the address the annotate stage printed"
+        return None
 
     def serve(self) -> None:
         """Serve until every crop is labelled (or `stop()`), then release the port."""
@@ -161,19 +202,30 @@ class AnnotationServer:
 def _handler(app: AnnotationServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            path = self.path.split("?", 1)[0]
-            if path in STATIC:
+            path, _, query = self.path.partition("?")
+            if path in STATIC:  # the page holds no data: it needs no token
+                if self._refused(need_token=False):
+                    return
                 name, kind = STATIC[path]
                 body = resources.files("dl4cv.captcha").joinpath(f"static/{name}").read_bytes()
                 self._send(HTTPStatus.OK, body, kind)
             elif path == "/api/state":
-                self._json(HTTPStatus.OK, app.state())
+                if not self._refused():
+                    self._json(HTTPStatus.OK, app.state())
             elif (image := _image_request(path, len(app.store.crops))) is not None:
-                self._send(HTTPStatus.OK, app.png(*image), "image/png")
+                token = parse_qs(query).get("token", [None])[0]
+                if not self._refused(token=token):
+                    self._send(HTTPStatus.OK, app.png(*image), "image/png")
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
 
         def do_POST(self) -> None:  # noqa: N802
+            if self._refused():
+                return
+            kind = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if kind != "application/json":
+                self._forbid(f"a POST must be application/json, not {kind or 'untyped'}")
+                return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
@@ -188,6 +240,25 @@ def _handler(app: AnnotationServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no such action: {self.path}"})
 
+        def _refused(self, token: str | None = None, need_token: bool = True) -> bool:
+            """Answer 403 and return True unless Host, Origin and token are the page's."""
+            token = token if token is not None else self.headers.get(TOKEN_HEADER)
+            headers = self.headers.get("Host"), self.headers.get("Origin")
+            why = app.refusal(*headers, token, need_token)
+            if why is not None:
+                self._forbid(why)
+            return why is not None
+
+        def _forbid(self, why: str) -> None:
+            log.warning(
+                "refused %s %s from %s: %s",
+                self.command,
+                self.path.split("?")[0],
+                self.headers.get("Origin") or "no Origin",
+                why,
+            )
+            self._json(HTTPStatus.FORBIDDEN, {"error": why})
+
         def _json(self, status: HTTPStatus, data: dict) -> None:
             self._send(status, json.dumps(data).encode(), "application/json")
 
@@ -196,6 +267,7 @@ def _handler(app: AnnotationServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header("Referrer-Policy", "no-referrer")  # the token stays on the page
             self.end_headers()
             self.wfile.write(body)
 

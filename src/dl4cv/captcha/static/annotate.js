@@ -5,6 +5,9 @@
 
 let current = null; // the crop on screen: {id, index, file, digit}
 let queue = Promise.resolve();
+// This run's token, from the address the annotate stage printed: the server answers nothing
+// without it (another web page cannot know it).
+const token = new URLSearchParams(location.search).get("token") || "";
 
 function show(state) {
   current = state.current;
@@ -21,8 +24,9 @@ function show(state) {
     return;
   }
   document.body.classList.remove("done");
-  document.getElementById("crop").src = `/crop/${current.index}.png`;
-  document.getElementById("context").src = `/context/${current.index}.png`;
+  const t = encodeURIComponent(token);
+  document.getElementById("crop").src = `/crop/${current.index}.png?token=${t}`;
+  document.getElementById("context").src = `/context/${current.index}.png?token=${t}`;
   document.getElementById("crop").dataset.id = current.id;
 }
 
@@ -35,10 +39,14 @@ function say(text, isError) {
 async function call(method, url, body) {
   let response;
   try {
+    const post = method === "POST";
     response = await fetch(url, {
       method,
-      headers: body ? { "Content-Type": "application/json" } : {},
-      body: body ? JSON.stringify(body) : undefined,
+      headers: {
+        "X-Annotate-Token": token,
+        ...(post ? { "Content-Type": "application/json" } : {}),
+      },
+      body: post ? JSON.stringify(body || {}) : undefined,
     });
   } catch (err) {
     say("The annotation server is not reachable. Every label given so far is saved: " +
