@@ -91,6 +91,7 @@ def dask_client(jobs: int, scheduler: str | None) -> Iterator[Client]:
     closed (the local cluster stopped) on the way out."""
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -101,7 +102,12 @@ def dask_client(jobs: int, scheduler: str | None) -> Iterator[Client]:
         with client:
             yield client
         return
+    quiet = {  # its HTTP servers answer nothing: no page of a browser reads the run
+        "distributed.scheduler.http.routes": [],
+        "distributed.worker.http.routes": [],
+    }
     with (
+        dask.config.set(quiet),
         LocalCluster(
             n_workers=jobs,
             threads_per_worker=1,
