@@ -12,12 +12,7 @@
 set -uo pipefail
 mirror=$(realpath "$1") out=$(realpath "$2")
 export KERAS_BACKEND=jax DL4CV_MIRROR=$mirror PYTHONUNBUFFERED=1
-stamp() { python3 -u -c '
-import sys, time
-for line in sys.stdin:
-    t = time.time()
-    print(time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}", line, end="")
-'; }
+stamp() { python3 -u bench/stamp.py; }
 
 if [ ! -d .git ]; then  # the device receives a copy of the working tree without .git
     git init -q && git add -A && git -c user.name=bench -c user.email=bench@localhost commit -qm book

@@ -17,12 +17,7 @@ set -uo pipefail
 mirror=$(realpath "$1") out=$(realpath "$2")
 jobs=${JOBS:-6}
 export KERAS_BACKEND=jax DL4CV_MIRROR=$mirror PYTHONUNBUFFERED=1
-stamp() { python3 -u -c '
-import sys, time
-for line in sys.stdin:
-    t = time.time()
-    print(time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}", line, end="")
-'; }
+stamp() { python3 -u bench/stamp.py; }
 now() { date +%s.%N; }
 since() { python3 -c "print(round($(now) - $1, 1))"; }
 busy() {  # busy GPU.CSV: share of 1 s samples with the GPU busy, and the mean utilisation
