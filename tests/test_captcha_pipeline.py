@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -172,7 +174,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_annotate_stage_in_browser_mode_serves_until_everything_is_labelled(in_tmp):
+def test_annotate_stage_in_browser_mode_serves_until_everything_is_labelled(in_tmp, caplog):
+    caplog.set_level(logging.INFO)
     port = free_port()
     params = parse_params(
         captcha_params(source={"count": 2}, annotate={"method": "browser", "port": port})
@@ -180,11 +183,20 @@ def test_annotate_stage_in_browser_mode_serves_until_everything_is_labelled(in_t
     captcha_download.run(params)
     stage = threading.Thread(target=annotate.run, args=(params,))
     stage.start()
-    url = f"http://127.0.0.1:{port}/api/"
+    printed = None  # the address the stage prints, with this run's token, as a person reads it
+    for _ in range(200):
+        printed = re.search(rf"open (http://127\.0\.0\.1:{port}/\?token=(\S+)) ", caplog.text)
+        if printed:
+            break
+        time.sleep(0.05)
+    assert printed, caplog.text
+    url, token = f"http://127.0.0.1:{port}/api/", printed[2]
+    headers = {"X-Annotate-Token": token, "Content-Type": "application/json"}
     state = None
     for _ in range(100):
         try:
-            with urllib.request.urlopen(url + "state", timeout=2) as response:
+            request = urllib.request.Request(url + "state", headers=headers)
+            with urllib.request.urlopen(request, timeout=2) as response:
                 state = json.load(response)
             break
         except urllib.error.URLError:
@@ -194,7 +206,8 @@ def test_annotate_stage_in_browser_mode_serves_until_everything_is_labelled(in_t
     while not state["done"]:
         current = state["current"]
         body = {"id": current["id"], "label": texts[int(current["file"][:5])][current["digit"]]}
-        request = urllib.request.Request(url + "label", json.dumps(body).encode(), method="POST")
+        data = json.dumps(body).encode()
+        request = urllib.request.Request(url + "label", data, headers=headers, method="POST")
         with urllib.request.urlopen(request, timeout=5) as response:
             state = json.load(response)
     stage.join(10)
