@@ -384,3 +384,57 @@ def test_with_several_gpus_each_local_worker_has_its_own(tmp_path):
     assert done.returncode == 0, done.stderr
     assert sorted(tmp_path.joinpath(f"g{i}.txt").read_text() for i in range(2)) == ["0", "1"]
     assert "GPUs 0,1" in done.stdout and " on GPU " in done.stdout
+
+
+# --- how stages are cut into tasks and ordered (dl4cv.parallel.plan) ---------------------------
+
+
+def test_a_short_stage_joins_a_task_only_where_it_delays_no_other():
+    from dl4cv.parallel.plan import Plan, critical_paths, cut_tasks
+
+    order = [
+        "download",
+        "preprocess",
+        "split",
+        "exercise",
+        "train@a",
+        "evaluate@a",
+        "train@b",
+        "evaluate@b",
+        "report",
+    ]
+    needs = {
+        "download": [],
+        "preprocess": ["download"],
+        "split": ["preprocess"],
+        "exercise": ["preprocess"],  # needs preprocess, not split: split may not delay it
+        "train@a": ["split"],
+        "evaluate@a": ["train@a"],
+        "train@b": ["split"],
+        "evaluate@b": ["train@b"],
+        "report": ["evaluate@a", "evaluate@b", "train@a", "train@b"],
+    }
+    tasks, task_needs = cut_tasks(order, needs, {"exercise": 3.0})
+    assert tasks == {
+        "download": ("download", "preprocess"),  # everyone after download needs preprocess too
+        "split": ("split",),  # exercise needs preprocess but not split: split starts a task
+        "exercise": ("exercise",),
+        "train@a": ("train@a", "evaluate@a"),  # the report needs both
+        "train@b": ("train@b", "evaluate@b"),
+        "report": ("report",),
+    }
+    assert task_needs["report"] == ("train@a", "train@b")
+    # siblings never share a task: b and c both need a alone
+    diamond, _ = cut_tasks(["a", "b", "c"], {"a": [], "b": ["a"], "c": ["a"]}, {})
+    assert diamond == {"a": ("a",), "b": ("b",), "c": ("c",)}
+    # a long stage never joins: 30 s of training after a 1 s stage
+    assert cut_tasks(["a", "train@x"], {"a": [], "train@x": ["a"]}, {})[0] == {
+        "a": ("a",),
+        "train@x": ("train@x",),
+    }
+    # the longest chain of work goes first: a's chain holds b's 100 s
+    plan = Plan(
+        ("a", "b", "c"), {"a": ("a",), "b": ("b",), "c": ("c",)}, {"a": (), "b": ("a",), "c": ()}, 0
+    )
+    chain = critical_paths(plan, {"a": 2.0, "b": 100.0, "c": 50.0})
+    assert chain == {"a": 102.0, "b": 100.0, "c": 50.0}
