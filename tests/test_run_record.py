@@ -59,7 +59,7 @@ def test_standard_tags_and_the_dataset_input(client, monkeypatch):
     monkeypatch.setenv("DVC_STAGE", "train@toy_net")
     with run_record.record("train", "toy_net", PARAMS, dataset="toy", tags={"x": "1"}) as active:
         pass
-    run = client.get_run(active.info.run_id)
+    run = client.get_run(active.run_id)
     tags = run.data.tags
     assert {k: tags[k] for k in tags if not k.startswith("mlflow.")} == {
         "dl4cv.experiment": "toy_net",
@@ -75,6 +75,7 @@ def test_standard_tags_and_the_dataset_input(client, monkeypatch):
         "dvc.baseline_rev": "f" * 40,
         "dvc.stage": "train@toy_net",
         "x": "1",
+        "dl4cv.record": active.record,  # the journal key a resumed stage finds its run by
     }
     assert tags["mlflow.source.git.commit"] == "unknown"
     (used,) = run.inputs.dataset_inputs
@@ -90,7 +91,7 @@ def test_standard_tags_and_the_dataset_input(client, monkeypatch):
 def test_a_reopened_run_keeps_the_tags_of_the_stage_that_opened_it(client, monkeypatch):
     write_dataset()
     with run_record.record("train", "toy_net", PARAMS, dataset="toy") as active:
-        run_id = active.info.run_id
+        run_id = active.run_id
     monkeypatch.setenv("DVC_EXP_NAME", "later-exp")
     with run_record.record("evaluate", "toy_net", PARAMS, run_id=run_id, tags={"y": "2"}):
         pass
@@ -104,7 +105,7 @@ def test_a_reopened_run_keeps_the_tags_of_the_stage_that_opened_it(client, monke
 def test_a_stage_without_a_dataset_logs_no_input(client):
     with run_record.record("report", "book-report", PARAMS) as active:
         pass
-    run = client.get_run(active.info.run_id)
+    run = client.get_run(active.run_id)
     assert "dataset" not in run.data.tags and "dvc.exp_name" not in run.data.tags
     assert run.inputs.dataset_inputs == []
 

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import keras
-import mlflow
 import numpy as np
 import pytest
 from mlflow import MlflowClient
@@ -33,9 +32,7 @@ def runs_named(client: MlflowClient, name: str) -> list:
 
 def test_run_is_named_by_the_experiment_id(store, in_tmp):
     with tracking.run("shallownet_animals") as active:
-        run_id = active.info.run_id
-        assert mlflow.active_run().info.run_id == run_id
-    assert mlflow.active_run() is None
+        run_id = active.run_id
     run = store.get_run(run_id)
     assert run.info.run_name == "shallownet_animals"
     assert run.info.status == "FINISHED"
@@ -44,14 +41,15 @@ def test_run_is_named_by_the_experiment_id(store, in_tmp):
     # With sqlite, artifacts live beside the database, in the folder the stage runs from.
     assert experiment.artifact_location == (in_tmp / "mlartifacts").as_uri()
     assert [r.info.run_id for r in runs_named(store, "shallownet_animals")] == [run_id]
+    assert list((in_tmp / "mlflow-journal").iterdir()) == []  # sent: nothing kept
 
 
 def test_reopening_logs_into_the_same_run(store):
     with tracking.run("lenet_mnist") as active:
-        run_id = active.info.run_id
+        run_id = active.run_id
         tracking.log_metrics({"loss": 1.0}, step=1)
     with tracking.run("lenet_mnist", run_id=run_id) as again:
-        assert again.info.run_id == run_id
+        assert again.run_id == run_id
         tracking.log_metrics({"loss": 0.5}, step=2)
         tracking.log_metrics({"test_accuracy": 0.9})
     run = store.get_run(run_id)
@@ -65,7 +63,7 @@ def test_reopening_logs_into_the_same_run(store):
 def test_reopening_a_run_the_store_lacks_starts_a_new_one(store, caplog):
     """A resume state may name a run of another (or a wiped) store, or a deleted run."""
     with tracking.run("lenet_mnist") as active:
-        deleted = active.info.run_id
+        deleted = active.run_id
     store.delete_run(deleted)
     for missing in ("0123456789abcdef0123456789abcdef", deleted):
         with (
@@ -73,9 +71,9 @@ def test_reopening_a_run_the_store_lacks_starts_a_new_one(store, caplog):
             tracking.run("lenet_mnist", run_id=missing) as active,
         ):
             tracking.log_metrics({"loss": 0.5}, step=1)
-        assert active.info.run_id != missing
+        assert active.run_id != missing
         assert missing in caplog.text
-        run = store.get_run(active.info.run_id)
+        run = store.get_run(active.run_id)
         assert run.info.run_name == "lenet_mnist"
         assert run.data.metrics == {"loss": 0.5}
     assert len(runs_named(store, "lenet_mnist")) == 2  # the deleted run is not listed
@@ -85,17 +83,16 @@ def test_each_training_is_a_new_run(store):
     ids = []
     for _ in range(2):
         with tracking.run("knn_animals") as active:
-            ids.append(active.info.run_id)
+            ids.append(active.run_id)
     assert ids[0] != ids[1]
     assert sorted(r.info.run_id for r in runs_named(store, "knn_animals")) == sorted(ids)
 
 
 def test_a_failing_stage_marks_its_run_failed(store):
     with pytest.raises(RuntimeError), tracking.run("minivggnet_cifar10") as active:
-        run_id = active.info.run_id
+        run_id = active.run_id
         raise RuntimeError("killed")
     assert store.get_run(run_id).info.status == "FAILED"
-    assert mlflow.active_run() is None
 
 
 def test_flatten_nested_dataclasses():
@@ -146,7 +143,7 @@ def test_flatten_with_prefix_and_plain_values():
 def test_params_metrics_tags_and_artifacts(store, in_tmp):
     (in_tmp / "report.txt").write_text("hello")
     with tracking.run("exp") as active:
-        run_id = active.info.run_id
+        run_id = active.run_id
         tracking.log_params({"model.name": "shallownet", "subset.max_train": None, "seed": 42})
         tracking.set_tags({"keras_backend": "tensorflow"})
         tracking.log_metrics({"n": 3, "acc": np.float32(0.5)})
@@ -181,7 +178,7 @@ def test_mlflow_metrics_callback_logs_each_epoch(store):
             callbacks=[EpochStats(), MLflowMetrics()],
             verbose=0,
         ).history
-    run_id = active.info.run_id
+    run_id = active.run_id
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds"):
         logged = store.get_metric_history(run_id, key)
         assert [m.step for m in logged] == [1, 2, 3], key
@@ -192,9 +189,9 @@ def test_mlflow_metrics_callback_skips_non_numbers(store):
     callback = MLflowMetrics()
     with tracking.run("cb") as active:
         callback.on_epoch_end(4, {"loss": 0.25, "note": "text", "flag": None})
-    run = store.get_run(active.info.run_id)
+    run = store.get_run(active.run_id)
     assert run.data.metrics == {"loss": 0.25}
-    assert [m.step for m in store.get_metric_history(active.info.run_id, "loss")] == [5]
+    assert [m.step for m in store.get_metric_history(active.run_id, "loss")] == [5]
 
 
 def test_tracking_uri_defaults_to_sqlite_in_cwd(in_tmp, monkeypatch):

@@ -35,6 +35,7 @@ from dl4cv import backend, paths, tracking
 from dl4cv.config import parse_params
 from dl4cv.fileio import read_json
 from dl4cv.pipeline import download, evaluate, preprocess, split, train
+from dl4cv.tracking import store
 from tests.conftest import toy_params
 
 PG_USER = "mlflow"  # the database superuser initdb creates (trust auth, 127.0.0.1 only)
@@ -386,10 +387,10 @@ def runs_named(server: Server, name: str) -> list[str]:
 def test_a_run_reopened_through_the_server_stays_the_same_run(on_server):
     """What a resumed training and the evaluate stage do: reopen the run by its id."""
     with tracking.run("resume_probe") as first:
-        run_id = first.info.run_id
+        run_id = first.run_id
         tracking.log_metrics({"loss": 1.0}, step=1)
     with tracking.run("resume_probe", run_id=run_id) as again:
-        assert again.info.run_id == run_id
+        assert again.run_id == run_id
         tracking.log_metrics({"loss": 0.5}, step=2)
         tracking.set_tags({"resumed_from_epoch": "1"})
     client = MlflowClient(on_server.url)
@@ -410,9 +411,9 @@ def test_a_run_the_server_lacks_is_replaced_by_a_new_one(on_server, caplog):
         tracking.run("lost_probe", run_id=missing) as active,
     ):
         tracking.log_metrics({"loss": 0.5}, step=3)
-    assert active.info.run_id != missing
+    assert active.run_id != missing
     assert missing in caplog.text
-    assert runs_named(on_server, "lost_probe") == [active.info.run_id]
+    assert runs_named(on_server, "lost_probe") == [active.run_id]
 
 
 def test_a_database_used_directly_keeps_artifacts_in_the_repository(
@@ -423,7 +424,7 @@ def test_a_database_used_directly_keeps_artifacts_in_the_repository(
     `dvc exp run --temp`, a copy deleted afterwards)."""
     # The server's database, already migrated (a new one takes seconds), in an experiment of
     # its own: the server's `dl4cv` keeps its artifacts on the server.
-    monkeypatch.setattr(tracking, "EXPERIMENT_NAME", "dl4cv-direct")
+    monkeypatch.setattr(store, "EXPERIMENT_NAME", "dl4cv-direct")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.postgres.uri())
     exps = in_tmp / ".dvc" / "tmp" / "exps" / "run1"
     exps.mkdir(parents=True)
@@ -432,10 +433,10 @@ def test_a_database_used_directly_keeps_artifacts_in_the_repository(
     with tracking.run("direct_probe") as active:
         tracking.log_artifact(exps / "note.txt", "report")
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
-    experiment = client.get_experiment(active.info.experiment_id)
+    experiment = client.get_experiment(client.get_run(active.run_id).info.experiment_id)
     assert experiment.name == "dl4cv-direct"
     assert experiment.artifact_location == (in_tmp / tracking.ARTIFACTS_DIR).as_uri()
-    stored = in_tmp / tracking.ARTIFACTS_DIR / active.info.run_id / "artifacts"
-    assert client.get_run(active.info.run_id).info.artifact_uri == stored.as_uri()
+    stored = in_tmp / tracking.ARTIFACTS_DIR / active.run_id / "artifacts"
+    assert client.get_run(active.run_id).info.artifact_uri == stored.as_uri()
     assert (stored / "report" / "note.txt").read_text() == "kept"
     assert not (exps / "mlruns").exists()

@@ -1,4 +1,4 @@
-"""A trained model as an MLflow Model of the active run (`runs:/<run id>/model`): its flavor,
+"""A trained model as an MLflow Model of the open run (`runs:/<run id>/model`): its flavor,
 a signature and a few test images as input example, so the UI lists it and `mlflow models
 predict` or the Model Registry take it. Only train imports this module (mlflow.keras loads
 Keras).
@@ -9,13 +9,13 @@ child interpreter, seconds per training.
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import PackageNotFoundError, version
-from types import SimpleNamespace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dl4cv import tracking
 from dl4cv.run_record import MODEL
 
 # The distributions a module comes from where the names differ, most likely first.
@@ -62,29 +62,23 @@ def log_knn(model: KNeighborsClassifier, examples: np.ndarray, outputs: np.ndarr
 def _log(
     flavor: Any, examples: np.ndarray, outputs: np.ndarray, requirements: list[str], **model: Any
 ) -> None:
-    """Log the model as `MODEL` of the active run, in `flavor` (mlflow.keras, mlflow.sklearn).
+    """Save the model in `flavor` (mlflow.keras, mlflow.sklearn) as `MODEL` of the open run.
 
-    MLflow would check the input example by loading the saved model and predicting with it:
-    seconds per training (a compile on a GPU, 10 s for the k-NN on one), for what
-    tests/test_mlflow_models.py checks once with the real `mlflow models predict`."""
-    from mlflow.models import Model, infer_signature
+    Its input example is not checked by loading the saved model and predicting with it
+    (seconds per training, a compile on a GPU): tests/test_mlflow_models.py checks that once
+    with the real `mlflow models predict`."""
+    from mlflow.models import infer_signature
 
-    def save_model(path: str, validate_serving_input: bool, **kwargs: Any) -> None:
-        # The flavor writes the input example before it makes the model's folder (MLflow issue
-        # 16183, open in 3.17): make it first.
-        os.makedirs(path, exist_ok=True)
-        flavor.save_model(path=path, **kwargs)
+    def save(path: Path) -> None:
+        flavor.save_model(
+            path=str(path),
+            signature=infer_signature(examples, outputs),
+            input_example=examples,
+            pip_requirements=requirements,
+            **model,
+        )
 
-    Model.log(
-        artifact_path=None,  # deprecated for `name`, yet without a default
-        name=MODEL,
-        flavor=SimpleNamespace(__name__=flavor.__name__, save_model=save_model),
-        signature=infer_signature(examples, outputs),
-        input_example=examples,
-        pip_requirements=requirements,
-        validate_serving_input=False,
-        **model,
-    )
+    tracking.log_model(MODEL, flavor.__name__, save)
 
 
 def _requirements(*modules: str) -> list[str]:

@@ -16,22 +16,19 @@ and `report` (what the stage wrote under reports/).
 
 from __future__ import annotations
 
-import json
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dl4cv import tracking
 from dl4cv.data.sources import DESCRIPTOR, Fetched, read_descriptor
 from dl4cv.data.splits import Split
 from dl4cv.fileio import read_json
 from dl4cv.paths import raw_dir, split_file
+from dl4cv.tracking.datasets import input_op
 
 if TYPE_CHECKING:
-    from mlflow import ActiveRun
-
     from dl4cv.config import Params
 
 MODEL = "model"  # the MLflow Model's name: runs:/<run id>/model
@@ -49,7 +46,6 @@ ENV_TAGS = {  # environment variables recorded as tags when set
     "DVC_STAGE": "dvc.stage",
     "CUDA_VISIBLE_DEVICES": "cuda_visible_devices",  # the GPU a queue worker is pinned to
 }
-DIGEST_CHARS = 36  # the most MLflow stores of a dataset digest (MAX_DATASET_DIGEST_SIZE)
 
 
 @contextmanager
@@ -60,14 +56,14 @@ def record(
     *,
     dataset: str | None = None,
     run_id: str | None = None,
+    record_key: str | None = None,
     tags: Mapping[str, str] | None = None,
-) -> Iterator[ActiveRun]:
-    """Open (or reopen `run_id`) the MLflow run named `record_id` for `stage`, with the standard
-    tags and `tags`, and `dataset` (its raw file, split sizes) as the run's input."""
-    import mlflow
-
+) -> Iterator[tracking.Run]:
+    """Open the MLflow run named `record_id` for `stage` (or reopen the run `run_id`, else the
+    one made for `record_key`), with the standard tags and `tags`, and `dataset` (its raw file,
+    split sizes) as the run's input."""
     fetched = _fetched(dataset) if dataset is not None else None
-    wanted = {
+    standard = {
         "dl4cv.experiment": record_id,
         "dl4cv.stage": stage,
         "dl4cv.profile": params.profile,
@@ -78,20 +74,28 @@ def record(
         **{tag: os.environ[var] for var, tag in ENV_TAGS.items() if os.environ.get(var)},
     }
     if dataset is not None:
-        wanted["dataset"] = dataset
+        standard["dataset"] = dataset
     if fetched is not None:
-        wanted |= {
+        standard |= {
             "dataset.sha256": fetched.sha256,
             "dataset.origin": fetched.origin,
         }
-    with tracking.run(record_id, run_id=run_id) as active:
-        reopened = active.info.run_id == run_id
-        if reopened:
-            present = mlflow.get_run(run_id).data.tags
-            wanted = {k: v for k, v in wanted.items() if k not in present}
-        tracking.set_tags(wanted | dict(tags or {}))
-        if fetched is not None and not reopened:
-            log_dataset(fetched, "training" if stage == "train" else "evaluation")
+    with tracking.run(record_id, run_id=run_id, record=record_key) as active:
+        tracking.set_tags(standard, missing_only=True)
+        if tags:
+            tracking.set_tags(dict(tags))
+        if fetched is not None:
+            tracking.log_input(
+                input_op(
+                    name=fetched.dataset,
+                    location=fetched.location,
+                    sha256=fetched.sha256,
+                    origin=fetched.origin,
+                    file=fetched.file,
+                    splits=split_sizes(fetched.dataset),
+                    context="training" if stage == "train" else "evaluation",
+                )
+            )
         yield active
 
 
@@ -100,53 +104,6 @@ def _fetched(dataset: str) -> Fetched | None:
     alone (the exercises' tests)."""
     folder = raw_dir(dataset)
     return read_descriptor(folder) if (folder / DESCRIPTOR).exists() else None
-
-
-def log_dataset(fetched: Fetched, context: str) -> None:
-    """The dataset as a run input (the UI's Dataset column): digest = the raw file's sha256
-    (cut to the 36 characters MLflow keeps; the full one is the input's tag `sha256`), source =
-    where it was fetched from, profile = the split sizes."""
-    import mlflow
-
-    dataset = _dataset(fetched)
-    tags = {"sha256": fetched.sha256, "origin": fetched.origin, "file": fetched.file}
-    mlflow.log_input(dataset, context=context, tags=tags)
-
-
-def _dataset(fetched: Fetched) -> Any:
-    from mlflow.data.dataset_source_registry import resolve_dataset_source
-    from mlflow.data.http_dataset_source import HTTPDatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
-
-    class SplitDataset(MetaDataset):
-        """A dataset known by its file, split sizes as its profile."""
-
-        def __init__(self, splits: dict[str, int], **kwargs: Any) -> None:
-            self._splits = splits
-            super().__init__(**kwargs)
-
-        @property
-        def profile(self) -> dict[str, int] | None:
-            return self._splits or None
-
-        def to_dict(self) -> dict[str, str]:  # what log_input stores: MetaDataset omits profile
-            return super().to_dict() | (
-                {"profile": json.dumps(self._splits)} if self._splits else {}
-            )
-
-    location = fetched.location
-    if location.startswith(("http://", "https://")):
-        source = HTTPDatasetSource(location)
-    else:  # a mirror's file, the captcha generator: a local source (MLflow registers it twice
-        with warnings.catch_warnings():  # and warns that it is ambiguous)
-            warnings.simplefilter("ignore", UserWarning)
-            source = resolve_dataset_source(location)
-    return SplitDataset(
-        split_sizes(fetched.dataset),
-        source=source,
-        name=fetched.dataset,
-        digest=fetched.sha256[:DIGEST_CHARS],
-    )
 
 
 def split_sizes(dataset: str) -> dict[str, int]:
@@ -158,15 +115,7 @@ def split_sizes(dataset: str) -> dict[str, int]:
     return {"train": len(split.train), "val": len(split.val), "test": len(split.test)}
 
 
-def register(exp_id: str, run_id: str) -> int:
-    """Put the run's MLflow Model in the Model Registry as `exp_id`; a version once per run
-    (a rerun of the stage that registers finds it). Returns the version."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    found = client.search_model_versions(f"name = '{exp_id}' and run_id = '{run_id}'")
-    if found:
-        return int(found[0].version)
-    version = mlflow.register_model(f"runs:/{run_id}/{MODEL}", exp_id)
-    return int(version.version)
+def register(exp_id: str) -> None:
+    """Put the run's MLflow Model in the Model Registry as `exp_id` (a version once per run:
+    a rerun of the stage that registers finds it)."""
+    tracking.register_model(exp_id, MODEL)

@@ -135,7 +135,7 @@ def run(params: Params) -> dict:
             "source_fps": found.source_fps,
             "annotated_video": found.video.name,
             "codec": found.codec,
-            "mlflow_run_id": active.info.run_id,
+            "mlflow_run_id": active.run_id,
         }
         truth = truth_file(spec.video)
         if not spec.video.startswith(WEBCAM) and truth.exists():

@@ -84,7 +84,9 @@ def run(exp_id: str, params: Params) -> dict:
     )
     evaluation.history_csv(out / "history.csv", history)
 
-    with run_record.record("evaluate", exp_id, params, run_id=info["run_id"]) as active:
+    with run_record.record(
+        "evaluate", exp_id, params, run_id=info["run_id"], record_key=info.get("record")
+    ):
         tracking.log_metrics(
             {
                 f"test_{k}": v
@@ -110,8 +112,7 @@ def run(exp_id: str, params: Params) -> dict:
         ):
             tracking.log_artifact(out / name, run_record.REPORT)
         if exp_id in params.mlflow.register:
-            version = run_record.register(exp_id, active.info.run_id)
-            log.info("%s: model registered as %s version %d", exp_id, exp_id, version)
+            run_record.register(exp_id)
     log.info(
         "%s: accuracy %.4f, weighted precision %.4f on %d test images",
         exp_id,

@@ -116,7 +116,7 @@ def run(exercise_id: str, params: Params) -> dict:
             "experiment": exercise_id,
             "chapter": exercise.chapter,
             "profile": params.profile,
-            "mlflow_run_id": active.info.run_id,
+            "mlflow_run_id": active.run_id,
             "wall_seconds": wall_seconds,
             **outcome.metrics,
         }
@@ -140,7 +140,7 @@ def run(exercise_id: str, params: Params) -> dict:
         tracking.log_artifact(out / "report.txt", run_record.REPORT)
         for path in sorted(figures.iterdir()):
             tracking.log_artifact(path, f"{run_record.REPORT}/{PLOTS}")
-    log.info("%s: done in %.2f s (MLflow run %s)", exercise_id, wall_seconds, active.info.run_id)
+    log.info("%s: done in %.2f s (MLflow run %s)", exercise_id, wall_seconds, active.run_id)
     return metrics
 
 

@@ -87,7 +87,7 @@ def run(exp_id: str, params: Params) -> dict:
                 "experiment": EXPERIMENT,
                 "chapter": CHAPTER,
                 "profile": params.profile,
-                "mlflow_run_id": active.info.run_id,
+                "mlflow_run_id": active.run_id,
                 "skipped": False,
                 "backend": backend.name(),
                 "images": len(images),

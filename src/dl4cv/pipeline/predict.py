@@ -91,7 +91,7 @@ def run(pred_id: str, params: Params) -> dict:
             "correct": correct,
             "sample_accuracy": correct / len(rows),
             "originals_shown": sum(o is not None for o in originals),
-            "mlflow_run_id": active.info.run_id,
+            "mlflow_run_id": active.run_id,
             "wall_seconds": time.perf_counter() - started,
         }
         write_json(out / "metrics.json", metrics)

@@ -99,7 +99,7 @@ def run(params: Params) -> dict:
             "model_run_id": model_run,
         },
     ) as active:
-        metrics["mlflow_run_id"] = active.info.run_id
+        metrics["mlflow_run_id"] = active.run_id
         metrics["wall_seconds"] = time.perf_counter() - started
         tracking.log_params(
             tracking.flatten("solve", dataclasses.asdict(solve))

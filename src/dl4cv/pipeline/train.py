@@ -92,23 +92,22 @@ def run(exp_id: str, params: Params) -> dict:
         params,
         dataset=dataset,
         run_id=state.run_id if state else None,
+        record_key=state.record if state else None,
         tags={"keras_backend": backend.name()}
         | ({"runner": exp.train.runner, "dtype_policy": exp.train.dtype_policy} if state else {}),
     ) as active:
-        new_run = state is None or active.info.run_id != state.run_id
-        if new_run:
-            tracking.log_params(
-                tracking.flatten("", dataclasses.asdict(exp))
-                | {
-                    "seed": params.seed,
-                    "profile": params.profile,
-                    "split.train": len(split.train),
-                    "split.val": len(split.val),
-                    "split.test": len(split.test),
-                }
-            )
-            tracking.log_metrics({"rejected_images": n_rejects})
-            tracking.log_artifact(rejects, run_record.DATA)
+        tracking.log_params(  # a resumed run keeps its own
+            tracking.flatten("", dataclasses.asdict(exp))
+            | {
+                "seed": params.seed,
+                "profile": params.profile,
+                "split.train": len(split.train),
+                "split.val": len(split.val),
+                "split.test": len(split.test),
+            }
+        )
+        tracking.log_metrics({"rejected_images": n_rejects}, if_new=True)
+        tracking.log_artifact(rejects, run_record.DATA, if_new=True)
         started = time.perf_counter()
         setup_seconds = started - entered  # data, backend (GPU) start, model, MLflow run
         if state is None:
@@ -121,7 +120,8 @@ def run(exp_id: str, params: Params) -> dict:
                 y_test, processed.classes, model.predict(x_test.reshape(len(x_test), -1))
             )
         else:
-            state.run_id = active.info.run_id
+            state.record = active.record  # what a resumed training reopens
+            state.run_id = active.run_id  # None while the store cannot be reached
             resumed_from = state.completed
             callbacks = [MLflowMetrics()]
             if exp.train.training_monitor:
@@ -170,7 +170,8 @@ def run(exp_id: str, params: Params) -> dict:
             _epoch_timing(history, resumed_from) | {"fit_seconds": fit_seconds} if state else {}
         )
         info = {
-            "run_id": active.info.run_id,
+            "run_id": active.run_id,
+            "record": active.record,
             "experiment": exp_id,
             "backend": backend.name(),
             **(

@@ -24,7 +24,8 @@ class TrainingState:
     epochs: int
     completed: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)
-    run_id: str | None = None
+    run_id: str | None = None  # the MLflow run (states saved before the journal)
+    record: str | None = None  # the journal record of the run (dl4cv.tracking)
     best: float | None = None
     model_file: str | None = None
     best_file: str | None = None
