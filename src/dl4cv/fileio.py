@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -30,8 +31,36 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except Exception as exc:
+        if _disk_full(exc):
+            raise DiskFull(path) from exc
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+class DiskFull(OSError):
+    """No room to write `path`; its previous version is intact (the write went to a
+    temporary file beside it). The stage entry point prints it as one line."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            errno.ENOSPC,
+            "no space left on the device; its previous version is intact. Free space and "
+            "run `dvc repro` again (a training resumes from its last checkpoint)",
+            str(path),
+        )
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    """Whether `exc` (or what caused it: Keras and h5py wrap the OS error) is a full disk."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def remove_leftovers(path: str | Path, suffix: str | None = None) -> list[Path]:

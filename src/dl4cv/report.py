@@ -23,6 +23,7 @@ import math
 import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import yaml
@@ -36,6 +37,7 @@ from dl4cv.seed_report import Section, html_section, markdown
 from dl4cv.seed_report import build as build_seeds
 from dl4cv.seed_report import to_json as seeds_json
 from dl4cv.spread import ABSENT, is_number, lookup
+from dl4cv.tracking.sender import reason
 
 log = logging.getLogger(__name__)
 
@@ -483,8 +485,19 @@ def _md(text: str) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
+UNSENT = "MLflow records not sent yet"
+UNSENT_INTRO = (
+    "The tracking store could not take these when their stages ran; they wait in the "
+    f"repository's journal. Send them with `{tracking.SYNC_COMMAND}`."
+)
+
+
 def render_markdown(
-    rows: list[Row], profile: str, source: str, seeds: Section | None = None
+    rows: list[Row],
+    profile: str,
+    source: str,
+    seeds: Section | None = None,
+    unsent: Sequence[str] = (),
 ) -> str:
     groups = summarize(rows)
     out = [
@@ -508,6 +521,8 @@ def render_markdown(
         out.append("|---|---|---|")
         for row in not_run:
             out.append(f"| {row.id} | {_md(row.dataset or '?')} | `{_md(row.waiting or '?')}` |")
+    if unsent:
+        out += ["", f"## {UNSENT}", "", UNSENT_INTRO, ""] + [f"- {_md(u)}" for u in unsent]
     out += ["", "## Results", ""]
     out.append("| " + " | ".join(COLUMNS) + " |")
     out.append("|" + "---|" * len(COLUMNS))
@@ -575,7 +590,13 @@ def _css_class(verdict: str) -> str:
     return "v-" + slug(verdict).replace("_", "-")
 
 
-def render_html(rows: list[Row], profile: str, source: str, seeds: Section | None = None) -> str:
+def render_html(
+    rows: list[Row],
+    profile: str,
+    source: str,
+    seeds: Section | None = None,
+    unsent: Sequence[str] = (),
+) -> str:
     """The same report as one self-contained page: curves inlined as base64 PNGs, and every
     piece of text escaped (notes and metric names come from files anyone can edit)."""
     e = html.escape
@@ -613,6 +634,10 @@ def render_html(rows: list[Row], profile: str, source: str, seeds: Section | Non
             for row in not_run
         ]
         out.append("</table>")
+    if unsent:
+        out += [f"<h2>{e(UNSENT)}</h2>", f"<p>{e(UNSENT_INTRO)}</p>", "<ul>"]
+        out += [f"<li><code>{e(u)}</code></li>" for u in unsent]
+        out.append("</ul>")
     out += ["<h2>Results</h2>", "<table>"]
     out.append("<tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr>")
     verdict_col = COLUMNS.index("verdict")
@@ -639,7 +664,13 @@ def render_html(rows: list[Row], profile: str, source: str, seeds: Section | Non
     return "\n".join(out) + "\n"
 
 
-def to_json(rows: list[Row], profile: str, source: str, seeds: Section | None = None) -> dict:
+def to_json(
+    rows: list[Row],
+    profile: str,
+    source: str,
+    seeds: Section | None = None,
+    unsent: Sequence[str] = (),
+) -> dict:
     def clean(value: Any) -> Any:  # strict JSON: no NaN/Infinity
         if isinstance(value, float) and not math.isfinite(value):
             return str(value)
@@ -658,19 +689,25 @@ def to_json(rows: list[Row], profile: str, source: str, seeds: Section | None = 
             {"id": row.id, "dataset": row.dataset, "waiting": row.waiting}
             for row in waiting_rows(rows)
         ],
+        "mlflow_unsent": list(unsent),
         "experiments": [clean(asdict(row)) for row in rows],
         **({"seeds": clean(seeds_json(seeds))} if seeds is not None else {}),
     }
 
 
 def write_report(
-    rows: list[Row], out_dir: Path, profile: str, source: str, seeds: Section | None = None
+    rows: list[Row],
+    out_dir: Path,
+    profile: str,
+    source: str,
+    seeds: Section | None = None,
+    unsent: Sequence[str] = (),
 ) -> list[Path]:
     """Write book.md, book.html and book.json into out_dir, each atomically."""
     paths = [out_dir / BOOK_MD, out_dir / BOOK_HTML, out_dir / BOOK_JSON]
-    write_text(paths[0], render_markdown(rows, profile, source, seeds) + "\n")
-    write_text(paths[1], render_html(rows, profile, source, seeds))
-    write_json(paths[2], to_json(rows, profile, source, seeds))
+    write_text(paths[0], render_markdown(rows, profile, source, seeds, unsent) + "\n")
+    write_text(paths[1], render_html(rows, profile, source, seeds, unsent))
+    write_json(paths[2], to_json(rows, profile, source, seeds, unsent))
     return paths
 
 
@@ -708,8 +745,11 @@ def run(params: Params) -> dict[str, list[str]]:
     book.json, and reports/metrics/; log the report to the MLflow run `book-report`."""
     figures = load_figures(FIGURES_FILE)
     rows = build_rows(figures, EXPERIMENTS_DIR, declared_chapters(params))
-    seeds = build_seeds(figures, seed_runs.collect())
-    paths = write_report(rows, REPORTS, params.profile, str(FIGURES_FILE), seeds)
+    seeds = _seeds(figures)
+    unsent = [entry.describe() for entry in tracking.pending()]
+    if unsent:
+        log.warning("%d %s; send them with: %s", len(unsent), UNSENT, tracking.SYNC_COMMAND)
+    paths = write_report(rows, REPORTS, params.profile, str(FIGURES_FILE), seeds, unsent)
     write_headlines(EXPERIMENTS_DIR, HEADLINES_DIR)
     groups = summarize(rows)
     with run_record.record("report", RUN_NAME, params):
@@ -723,6 +763,21 @@ def run(params: Params) -> dict[str, list[str]]:
         ", ".join(f"{len(ids)} {verdict}" for verdict, ids in groups.items() if ids),
     )
     return groups
+
+
+def _seeds(figures: dict[str, BookEntry]) -> Section | None:
+    """The spread over the seeds the store holds; None, said once, while it cannot be read."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return build_seeds(figures, seed_runs.collect())
+    except (MlflowException, OSError) as exc:
+        log.warning(
+            "seed spread left out: the MLflow store %s cannot be read (%s)",
+            tracking.tracking_uri(),
+            reason(exc),
+        )
+        return None
 
 
 def _join_notes(*notes: str) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dl4cv import run_record, tracking
+from dl4cv.tracking import store
 
 RECORD_ARTIFACT = f"{run_record.REPORT}/metrics.json"
 CURVE = "val_accuracy"
@@ -57,6 +58,7 @@ def collect() -> SeedRuns:
 
     # A progress bar per record read (three per seed and experiment) would bury the log.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    store.limit_http()
     client = MlflowClient(tracking.tracking_uri())
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT_NAME)
     if experiment is None:

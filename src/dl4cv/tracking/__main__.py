@@ -10,18 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import datetime
 
 from dl4cv import tracking
-from dl4cv.tracking.journal import JOURNAL_DIR, Entry
+from dl4cv.tracking.journal import JOURNAL_DIR
 from dl4cv.tracking.sender import SendError, send
-
-
-def describe(entry: Entry) -> str:
-    start = entry.start()
-    when = datetime.fromtimestamp(start["time"] / 1000).strftime("%Y-%m-%d %H:%M:%S")
-    state = "ended" if entry.closed() else "killed"
-    return f"{start['name']} ({when}, {state}, {entry.pending()} to send) {JOURNAL_DIR}/{entry.key}"
 
 
 def sync() -> int:
@@ -55,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.command == "pending":
         for entry in tracking.pending():
-            print(describe(entry))
+            print(entry.describe())
         return 0
     return sync()
 

@@ -148,6 +148,16 @@ class Entry:
         ops = self.ops()
         return bool(ops) and ops[-1]["op"] == "end"
 
+    def describe(self) -> str:
+        """One line: whose record, when, how it ended, what is left to send, where."""
+        start = self.start()
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start["time"] / 1000))
+        state = "ended" if self.closed() else "killed"
+        return (
+            f"{start['name']} ({when}, {state}, {self.pending()} to send) "
+            f"{JOURNAL_DIR}/{self.key}"
+        )
+
     def remove(self) -> None:
         self.release()
         shutil.rmtree(self.path, ignore_errors=True)

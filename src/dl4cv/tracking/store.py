@@ -51,16 +51,21 @@ def connect() -> Any:
     uri = tracking_uri()
     if uri in _connected:
         return _connected[uri]
-    for name, value in HTTP_LIMITS.items():
-        os.environ.setdefault(name, value)
+    limit_http()
     import mlflow  # heavy import, paid only where runs are sent
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry lines; we say it once
     mlflow.set_tracking_uri(uri)
     with _first_use_lock():
         _connected[uri] = _experiment(mlflow)
     return mlflow
+
+
+def limit_http() -> None:
+    """Calls to a tracking server: one try each, seconds at most (HTTP_LIMITS)."""
+    for name, value in HTTP_LIMITS.items():
+        os.environ.setdefault(name, value)
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # its retry lines; we say it once
 
 
 @contextmanager

@@ -1,0 +1,290 @@
+"""Faults a team meets, each against real processes: the MLflow server killed mid-training, a
+full disk while a checkpoint is written, the DVC remote's sshd stopped, a DVC queue worker
+killed mid-training. Each ends in a result or one clear line, and nothing computed is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.dvc_repo import digits_params, make_repo, run, stages_of
+
+pytestmark = pytest.mark.integration
+
+EXP = "shallownet_digits"
+SERVER_TIMEOUT_S = 120  # an mlflow server on sqlite answers in 5 to 25 s on 2 busy cores
+STAGES = ("download", "preprocess", "split", "train", "evaluate")
+
+
+def unavailable(reason: str) -> None:
+    """Skip on a developer's machine; in CI a missing part is a broken setup, not a skip."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must have it (.ci/run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def shallownet(epochs: int, batch_size: int) -> dict:
+    return {
+        EXP: {
+            "chapter": 12,
+            "dataset": "digits",
+            "model": {"name": "shallownet"},
+            "optimizer": {"name": "sgd", "learning_rate": 0.05},
+            # Saved after every epoch: the faults strike between two saved epochs.
+            "train": {"batch_size": batch_size, "epochs": epochs, "checkpoint_interval_s": 0},
+        }
+    }
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment a user's `dvc` runs in: no test settings for MLflow or dl4cv."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DL4CV_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["DL4CV_WARM"] = "0"
+    return env | extra
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.05)
+
+
+# --- the tracking server dies mid-training ---------------------------------------------------
+
+
+@dataclass
+class MlflowServer:
+    root: Path  # its sqlite database and artifacts survive a restart
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MlflowServer:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        with (self.root / "server.log").open("a") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "mlflow", "server",
+                    "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
+                    "--artifacts-destination", str(self.root / "artifacts"),
+                    "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+                ],
+                cwd=self.root,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # killed as a group: its uvicorn worker too
+            )  # fmt: skip
+        return self
+
+    def healthy(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, (
+            self.root / "server.log"
+        ).read_text()[-4000:]
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
+    root = tmp_path / "server"
+    root.mkdir()
+    server = MlflowServer(root, free_port()).start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def test_a_tracking_server_killed_mid_training_costs_the_training_nothing(tmp_path, mlflow_server):
+    """The server is SIGKILLed at epoch 2 of 14: the training runs on at full speed, train and
+    evaluate end with exit 0 and their outputs, one WARNING line each; after a restart, `sync`
+    sends the records into the one run the training opened, and a second `sync` adds nothing."""
+    epochs = 14
+    root = make_repo(tmp_path / "repo", digits_params(shallownet(epochs, 4)), stages_of(*STAGES))
+    env = user_env(MLFLOW_TRACKING_URI=mlflow_server.url)
+    run(["dvc", "repro", "split@digits"], root, env)  # while the server starts
+    wait_for(mlflow_server.healthy, SERVER_TIMEOUT_S, "mlflow server")
+
+    state_file = root / "models" / EXP / "last" / "state.json"
+    with (tmp_path / "repro.log").open("w") as out:
+        proc = subprocess.Popen(
+            ["dvc", "repro", f"evaluate@{EXP}"], cwd=root, env=env, stdout=out, stderr=out
+        )
+    try:
+        wait_for(
+            lambda: state_file.exists() and read_json(state_file)["completed"] >= 2,
+            300,
+            "two epochs",
+        )
+        killed_at = read_json(state_file)["completed"]
+        mlflow_server.kill()
+        killed = time.monotonic()
+        assert proc.wait(timeout=300) == 0, (tmp_path / "repro.log").read_text()[-4000:]
+        after_kill = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp_path / "repro.log").read_text()
+    assert killed_at < epochs, "the training ended before the server was killed"
+
+    # One line per stage that could not send, naming the run and the command; no urllib3
+    # retries, no traceback. The outputs are all there.
+    warnings = [line for line in log.splitlines() if "not sent to" in line]
+    assert len(warnings) == 2, log
+    assert all(EXP in w and "python -m dl4cv.tracking sync" in w for w in warnings), warnings
+    assert "Retrying" not in log and "Traceback" not in log, log
+    history = read_json(root / "models" / EXP / "model" / "history.json")
+    assert len(history["val_accuracy"]) == epochs
+    # No epoch waited on the dead server (MLflow's default: 7 retries with backoff, minutes).
+    assert max(history["epoch_seconds"][killed_at:]) < 5, history["epoch_seconds"]
+    seconds_left = sum(history["epoch_seconds"][killed_at:])
+    assert after_kill < seconds_left + 60, (after_kill, seconds_left)
+    metrics = read_json(root / "reports" / "experiments" / EXP / "metrics.json")
+    assert metrics["accuracy"] > 0.8  # it learned, server or not
+
+    print(f"\nserver killed at epoch {killed_at}; stages ended {after_kill:.1f} s later:")
+    print("\n".join(warnings))
+    pending = run([sys.executable, "-m", "dl4cv.tracking", "pending"], root, env).stdout
+    assert len(pending.splitlines()) == 2, pending
+
+    mlflow_server.start()
+    wait_for(mlflow_server.healthy, SERVER_TIMEOUT_S, "mlflow server, restarted")
+    sent = run([sys.executable, "-m", "dl4cv.tracking", "sync"], root, env).stdout
+    assert sent.count("sent ") == 2, sent
+
+    client = MlflowClient(mlflow_server.url)
+    experiment = client.get_experiment_by_name("dl4cv")
+
+    def the_run():
+        (found,) = client.search_runs([experiment.experiment_id])
+        return found
+
+    synced = the_run()
+    assert synced.info.run_name == EXP and synced.info.status == "FINISHED"
+    assert synced.info.run_id == read_json(root / "models" / EXP / "model" / "run.json")["run_id"]
+    curve = client.get_metric_history(synced.info.run_id, "val_accuracy")
+    assert sorted(m.step for m in curve) == list(range(1, epochs + 1))
+    assert [m.value for m in sorted(curve, key=lambda m: m.step)] == pytest.approx(
+        history["val_accuracy"]
+    )
+    assert synced.data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    (model,) = synced.outputs.model_outputs
+    assert client.get_logged_model(model.model_id).name == "model"
+    files = [a.path for a in client.list_artifacts(synced.info.run_id, "report")]
+    assert "report/metrics.json" in files
+
+    again = run([sys.executable, "-m", "dl4cv.tracking", "sync"], root, env).stdout
+    assert "nothing to send" in again
+    assert the_run().info.run_id == synced.info.run_id
+    assert len(client.get_metric_history(synced.info.run_id, "val_accuracy")) == epochs
+    assert not list((root / "mlflow-journal").iterdir())
+
+
+# --- the disk fills while a checkpoint is written --------------------------------------------
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[callable]:
+    """Mount a tmpfs of a given size at a folder (root only); unmounted afterwards."""
+    if os.geteuid() != 0:
+        unavailable("mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: int) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            unavailable(f"mount -t tmpfs failed: {done.stderr.strip()}")
+        mounted.append(folder)
+
+    try:
+        yield mount
+    finally:
+        for folder in mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_during_a_checkpoint_loses_nothing(tmp_path, tmpfs):
+    """models/<exp>/last on a tmpfs with room for one epoch's checkpoints: the training stops
+    with one line naming the file, the checkpoint before it intact; with room again,
+    `dvc repro` resumes from it and ends where an uninterrupted training ends (CPU)."""
+    epochs = 5
+    params, stages = digits_params(shallownet(epochs, 32)), stages_of(*STAGES[:4])
+    env = user_env()
+    reference = make_repo(tmp_path / "reference", params, stages)
+    run(["dvc", "repro", f"train@{EXP}"], reference, env)
+    last = reference / "models" / EXP / "last"
+    checkpoint = max(p.stat().st_size for p in last.glob("*.keras"))
+
+    root = make_repo(tmp_path / "repo", params, stages)
+    run(["dvc", "repro", "split@digits"], root, env)
+    folder = root / "models" / EXP / "last"
+    # Epoch 1 leaves two full models there (the resume state and the best one); epoch 2
+    # improves and writes a third before the first two go.
+    tmpfs(folder, int(checkpoint * 2.5) // 4096 * 4096)
+    failed = subprocess.run(
+        ["dvc", "repro", f"train@{EXP}"], cwd=root, env=env, capture_output=True, text=True
+    )
+    out = failed.stdout + failed.stderr
+    assert failed.returncode != 0, out
+    errors = [line for line in out.splitlines() if "no space left" in line]
+    assert len(errors) == 1 and f"models/{EXP}/last/" in errors[0], out
+    assert "Traceback" not in out, out
+    print("\n" + errors[0])
+    state = read_json(folder / "state.json")
+    assert 1 <= state["completed"] < epochs
+    assert (folder / state["model_file"]).stat().st_size > 0
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no half file
+
+    subprocess.run(["mount", "-o", "remount,size=64m", str(folder)], check=True)
+    resumed = run(["dvc", "repro", f"train@{EXP}"], root, env)
+    assert f"resuming from epoch {state['completed']}" in resumed.stdout + resumed.stderr
+    ours = read_json(root / "models" / EXP / "model" / "history.json")
+    theirs = read_json(reference / "models" / EXP / "model" / "history.json")
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert ours[key] == theirs[key], key
