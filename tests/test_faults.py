@@ -5,8 +5,10 @@ killed mid-training. Each ends in a result or one clear line, and nothing comput
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -288,3 +290,81 @@ def test_a_full_disk_during_a_checkpoint_loses_nothing(tmp_path, tmpfs):
     theirs = read_json(reference / "models" / EXP / "model" / "history.json")
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         assert ours[key] == theirs[key], key
+
+
+# --- a DVC queue worker is killed mid-training -----------------------------------------------
+
+
+def processes_under(root: Path) -> dict[int, str]:
+    """Live processes working in `root` or below (DVC's temporary copies): pid -> command."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = Path(os.readlink(proc / "cwd"))
+            if cwd != root and root not in cwd.parents:
+                continue
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def test_an_experiment_whose_queue_worker_was_killed_resumes(tmp_path):
+    """`dvc queue start` trains in a temporary copy of the repository; SIGKILL the worker and
+    everything it started at epoch 3 or later (the copy and its resume state are lost with
+    it): `dvc exp run` of the same params resumes from the last epoch the worker saved, and
+    the MLflow run the worker opened ends FINISHED, the only one."""
+    epochs = 30
+    root = make_repo(tmp_path / "repo", digits_params(shallownet(epochs, 4)), stages_of(*STAGES))
+    env = user_env()
+    run(["dvc", "repro", "split@digits"], root, env)
+    run(["git", "add", "-A"], root, env)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data"], root, env)
+    run(["dvc", "exp", "run", "--queue", "-n", "victim"], root, env)
+    # Not through pipes: the worker it leaves behind would hold them open until it ends.
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", "1"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=120,
+    )
+
+    def saved() -> int:
+        states = list((root / ".cache" / "resume").glob("*/state.json"))
+        return read_json(states[0])["completed"] if states else 0
+
+    try:
+        wait_for(lambda: saved() >= 3, 300, "three epochs in the queue")
+    finally:
+        workers = processes_under(root)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    at_kill = saved()
+    assert any("train.py" in cmd for cmd in workers.values()), workers
+    assert at_kill < epochs, "the training ended before the worker was killed"
+    wait_for(lambda: not processes_under(root), 20, "the killed processes gone")
+
+    rerun = run(["dvc", "exp", "run", "-n", "rerun"], root, env)
+    out = rerun.stdout + rerun.stderr
+    resumed = re.search(r"resuming from epoch (\d+) of", out)
+    assert resumed and int(resumed.group(1)) >= at_kill, out  # at most one save lost
+    history = read_json(root / "models" / EXP / "model" / "history.json")
+    assert len(history["val_accuracy"]) == epochs
+    assert history["val_accuracy"][-1] > 0.8
+    assert not list((root / ".cache" / "resume").iterdir())  # trained: the spare is gone
+
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("dl4cv")
+    (trained,) = client.search_runs([experiment.experiment_id])
+    assert trained.info.status == "FINISHED"
+    assert int(trained.data.tags["resumed_from_epoch"]) == int(resumed.group(1))
+    steps = {m.step for m in client.get_metric_history(trained.info.run_id, "val_accuracy")}
+    assert steps == set(range(1, epochs + 1))

@@ -15,6 +15,24 @@ RUN_FILE = "run.json"  # the MLflow run id, epochs, timing
 HISTORY_FILE = "history.json"  # the per-epoch metrics
 
 
+def repo_root() -> Path:
+    """The repository the stage runs for. `dvc exp run --temp/--queue` runs stages in a copy
+    under `.dvc/tmp/exps/`, deleted afterwards (or left behind by a killed queue worker); what
+    must outlive the copy (MLflow runs, a spare of the resume state) goes to the repository."""
+    cwd = Path.cwd()
+    parts = cwd.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd
+
+
+def spare_resume_dir(exp_id: str, fingerprint: str) -> Path:
+    """A copy of resume_dir kept in the repository while a training runs in DVC's temporary
+    copy: a killed queue worker takes the copy with it, a rerun resumes from this one."""
+    return repo_root() / ".cache" / "resume" / f"{exp_id}-{fingerprint[:16]}"
+
+
 def raw_dir(dataset: str) -> Path:
     return DATA / "raw" / dataset
 

@@ -21,9 +21,9 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import yaml

@@ -29,13 +29,15 @@ from dl4cv.paths import (
     processed_file,
     raw_dir,
     rejects_file,
+    repo_root,
     resume_dir,
+    spare_resume_dir,
     split_file,
 )
 from dl4cv.training.inputs import arrays_for, scale_pixels
 from dl4cv.training.knn import fit_knn
 from dl4cv.training.predictions import PREDICT_BATCH, PREDICTIONS_FILE, Predictions
-from dl4cv.training.state import BEST_FILE, resumable_state
+from dl4cv.training.state import BEST_FILE, resumable_state, take_spare
 
 if TYPE_CHECKING:
     import keras
@@ -77,9 +79,16 @@ def run(exp_id: str, params: Params) -> dict:
     out.mkdir(parents=True)
     resume_dir(exp_id).mkdir(parents=True, exist_ok=True)  # a declared output, even for k-NN
     fingerprint = _fingerprint(exp, params.seed, dataset)
-    state = (
-        resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs) if exp.is_keras else None
-    )
+    # In DVC's temporary copy (dvc exp run --queue/--temp) the resume state is kept in the
+    # repository too: a killed queue worker's copy is gone, a rerun resumes from the spare.
+    spare = spare_resume_dir(exp_id, fingerprint)
+    state = None
+    if exp.is_keras:
+        state = resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs)
+        if not state.completed and take_spare(
+            spare, resume_dir(exp_id), fingerprint, exp.train.epochs
+        ):
+            state = resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs)
     if state is None or not state.completed:  # the monitor's files of another training go
         shutil.rmtree(monitor_dir(exp_id), ignore_errors=True)
     monitor_dir(exp_id).mkdir(parents=True, exist_ok=True)  # declared too; empty when unused
@@ -140,7 +149,9 @@ def run(exp_id: str, params: Params) -> dict:
                 resume_dir(exp_id),
                 callbacks,
                 seed=params.seed,
+                spare=spare if repo_root() != Path.cwd() else None,
             )
+            shutil.rmtree(spare, ignore_errors=True)  # trained: nothing left to resume
             fit_seconds = time.perf_counter() - started  # model build + epochs + callbacks
             with atomic_path(out / FINAL_KERAS, suffix=".keras") as tmp:
                 model.save(tmp)

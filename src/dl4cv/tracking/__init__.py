@@ -19,13 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dl4cv.paths import repo_root
 from dl4cv.tracking.journal import JOURNAL_DIR, Entry, entries, now_ms
-from dl4cv.tracking.store import (
-    ARTIFACTS_DIR,
-    EXPERIMENT_NAME,
-    repo_root,
-    tracking_uri,
-)
+from dl4cv.tracking.store import ARTIFACTS_DIR, EXPERIMENT_NAME, tracking_uri
 
 __all__ = [
     "ARTIFACTS_DIR",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dl4cv.fileio import write_json
-from dl4cv.tracking.store import repo_root
+from dl4cv.paths import repo_root
 
 JOURNAL_DIR = "mlflow-journal"
 OPS_FILE = "ops.jsonl"
@@ -154,8 +154,7 @@ class Entry:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start["time"] / 1000))
         state = "ended" if self.closed() else "killed"
         return (
-            f"{start['name']} ({when}, {state}, {self.pending()} to send) "
-            f"{JOURNAL_DIR}/{self.key}"
+            f"{start['name']} ({when}, {state}, {self.pending()} to send) {JOURNAL_DIR}/{self.key}"
         )
 
     def remove(self) -> None:

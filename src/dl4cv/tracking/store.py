@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dl4cv.paths import repo_root
+
 EXPERIMENT_NAME = "dl4cv"
 ARTIFACTS_DIR = "mlartifacts"
 # The experiment's kind, as MLflow 3's UI names them (mlflow.experimentKind, ExperimentKind):
@@ -25,17 +27,6 @@ EXPERIMENT_KIND = "custom_model_development"
 # cannot be sent waits in the journal for `python -m dl4cv.tracking sync`. The user's own
 # settings of these variables win.
 HTTP_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-
-
-def repo_root() -> Path:
-    """The repository the stage runs for. `dvc exp run --temp/--queue` runs stages in a copy
-    under `.dvc/tmp/exps/`; their runs still belong in the repository's own store."""
-    cwd = Path.cwd()
-    parts = cwd.parts
-    for i in range(len(parts) - 2):
-        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
-            return Path(*parts[:i])
-    return cwd
 
 
 def tracking_uri() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 
 from dl4cv.fileio import atomic_path
-from dl4cv.training.state import TrainingState
+from dl4cv.training.state import TrainingState, keep_spare
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     With `min_interval_s` > 0 it saves at most once per that many seconds (timed from the start
     of training and from the last save) and always after the last epoch, or at the end of a
     training stopped early: a kill loses at most that much training. `clock` is the time
-    source (seconds, monotonic).
+    source (seconds, monotonic). `spare`: a folder kept as a copy of `directory` (see
+    dl4cv.paths.spare_resume_dir).
     """
 
     def __init__(
@@ -103,9 +104,11 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         best: BestCheckpoint | None = None,
         min_interval_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        spare: Path | None = None,
     ) -> None:
         super().__init__()
         self.directory = Path(directory)
+        self.spare = spare
         self.state = state
         self.best = best
         self.min_interval_s = min_interval_s
@@ -140,6 +143,8 @@ class ResumeCheckpoint(keras.callbacks.Callback):
             self.state.best_file = self.best.saved.name if self.best.saved else None
         self.state.save(self.directory)
         remove_stale_files(self.directory, self.state)
+        if self.spare is not None:
+            keep_spare(self.directory, self.state, self.spare)
         self._unsaved = None
         self._last_save = self.clock()
 

@@ -109,11 +109,13 @@ def fit_keras(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = 2,
     seed: int = 0,
+    spare: Path | None = None,
 ) -> keras.Model:
     """Train to `exp.train.epochs` epochs, continuing from `state` if it has finished epochs.
 
     `callbacks` run after the epoch statistics are added and before the checkpoints. `seed`
     draws the scan runner's shuffles (the keras runner shuffles with NumPy's global state).
+    `spare`: where a copy of each saved state is kept too (ResumeCheckpoint).
     """
     exp = resolve(exp)
     check_runner(exp)
@@ -138,7 +140,7 @@ def fit_keras(
         state.best,
         resume_dir / state.best_file if state.best_file else None,
     )
-    resume = ResumeCheckpoint(resume_dir, state, best, exp.train.checkpoint_interval_s)
+    resume = ResumeCheckpoint(resume_dir, state, best, exp.train.checkpoint_interval_s, spare=spare)
     prune_improvements(resume_dir / IMPROVEMENTS_DIR, state.completed)
     improvements = (
         [

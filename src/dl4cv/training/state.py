@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -71,3 +73,47 @@ def resumable_state(directory: Path, fingerprint: str, epochs: int) -> TrainingS
     if state.completed:
         log.info("resuming from epoch %d of %d", state.completed, epochs)
     return state
+
+
+def keep_spare(directory: Path, state: TrainingState, spare: Path) -> None:
+    """Make `spare` hold what `directory` holds of `state` (its files, then state.json).
+    Hard links: each file is written once, atomically, and never changed."""
+    spare.mkdir(parents=True, exist_ok=True)
+    names = {state.model_file, state.best_file} - {None}
+    for name in sorted(names):
+        if not (spare / name).exists():
+            _link(directory / name, spare / name)
+    _link(directory / STATE_FILE, spare / STATE_FILE)
+    for path in spare.glob("*.keras"):
+        if path.name not in names:
+            path.unlink(missing_ok=True)
+
+
+def take_spare(spare: Path, directory: Path, fingerprint: str, epochs: int) -> bool:
+    """Put the spare of an unfinished training of `fingerprint` into `directory`, if there is
+    one with an epoch done (a queue worker killed in DVC's temporary copy). True if it did."""
+    state = TrainingState.load(spare)
+    usable = (
+        state is not None
+        and state.fingerprint == fingerprint
+        and 0 < state.completed < epochs
+        and (spare / str(state.model_file)).exists()
+    )
+    if not usable:
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in spare.iterdir():
+        _link(path, directory / path.name)
+    log.info("%s: the resume state left in %s (epoch %d) taken", directory, spare, state.completed)
+    return True
+
+
+def _link(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s content, at once (a hard link, else a copy, renamed)."""
+    tmp = target.with_name(f".{target.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # another file system, or no hard links there
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
