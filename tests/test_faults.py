@@ -23,6 +23,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.dvc_repo import digits_params, make_repo, run, stages_of
+from tests.test_team import point_at_remote, sshd  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -368,3 +369,59 @@ def test_an_experiment_whose_queue_worker_was_killed_resumes(tmp_path):
     assert int(trained.data.tags["resumed_from_epoch"]) == int(resumed.group(1))
     steps = {m.step for m in client.get_metric_history(trained.info.run_id, "val_accuracy")}
     assert steps == set(range(1, epochs + 1))
+
+
+# --- the DVC remote is gone ------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, int]:
+    """Every file of the workspace (not .git, not DVC's own folder) and its size."""
+    return {
+        str(p.relative_to(root)): p.stat().st_size
+        for p in root.rglob("*")
+        if p.is_file() and not {".git", ".dvc"} & set(p.relative_to(root).parts)
+    }
+
+
+def test_a_dvc_remote_that_is_gone_fails_in_one_line_and_changes_nothing(tmp_path, sshd):  # noqa: F811
+    """The team's sshd stopped: `dvc push`, `dvc pull` and `dvc repro --pull --allow-missing`,
+    as the README's team section runs them, end with DVC's ERROR line naming the refused
+    connection (two for a pull), no traceback, a failing exit status, the workspace as it was."""
+    env = user_env(HOME=str(sshd.home), USER=os.environ.get("USER", "root"))
+    one = make_repo(tmp_path / "one", digits_params({}), stages_of(*STAGES[:3]))
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
+    run(["dvc", "remote", "add", "-d", "team", f"ssh://127.0.0.1:{sshd.port}{tmp_path / 'store'}"],
+        one, env)  # fmt: skip
+    point_at_remote(one, sshd, env)
+    run(["dvc", "repro"], one, env)
+    run(["git", "add", "-A"], one, env)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"], one, env)
+    run(["git", "push", "-q", str(origin), "HEAD:main"], one, env)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", "-b", "main", str(origin), str(clone)], tmp_path, env)
+    point_at_remote(clone, sshd, env)
+
+    sshd.process.terminate()
+    sshd.process.wait(timeout=10)
+    for folder, args in (
+        (one, ["dvc", "push"]),
+        (clone, ["dvc", "pull"]),
+        (clone, ["dvc", "repro", "--pull", "--allow-missing"]),
+    ):
+        before = snapshot(folder)
+        started = time.monotonic()
+        done = subprocess.run(
+            args, cwd=folder, env=env, capture_output=True, text=True, timeout=120
+        )
+        seconds = time.monotonic() - started
+        out = done.stdout + done.stderr
+        errors = [line for line in out.splitlines() if line.startswith("ERROR")]
+        print(
+            f"\n{' '.join(args)}: exit {done.returncode} in {seconds:.1f} s\n" + "\n".join(errors)
+        )
+        assert done.returncode != 0, out
+        assert 1 <= len(errors) <= 2 and "Connect call failed" in errors[0], out
+        assert "Traceback" not in out, out
+        assert snapshot(folder) == before, args
+        assert seconds < 30, args

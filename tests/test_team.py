@@ -62,6 +62,7 @@ class Sshd:
     port: int
     key: Path  # the member's private key: only ever in .dvc/config.local
     home: Path  # HOME of the dvc commands: ~/.ssh/known_hosts holds the server's host key
+    process: subprocess.Popen  # tests/test_faults.py stops it
 
 
 def _free_port() -> int:
@@ -104,7 +105,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
                     break
             assert server.poll() is None, (base / "sshd.log").read_text()
             time.sleep(0.1)
-        yield Sshd(port, base / "member", home)
+        yield Sshd(port, base / "member", home, server)
     finally:
         server.terminate()
         server.wait(timeout=10)
