@@ -217,3 +217,72 @@ def test_runs_of_dvc_temp_experiments_go_to_the_repository_store(tmp_path, monke
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
     assert tracking.repo_root() == tmp_path
+
+
+def dead_store() -> str:
+    """The address of a port nothing listens on (bound, never accepting, then closed)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_store_that_cannot_be_reached_keeps_the_record_until_sync(
+    in_tmp, mlflow_store, monkeypatch, caplog
+):
+    """The stage ends at once with one WARNING line; `sync` sends the record with its original
+    steps and times into one FINISHED run, and a second `sync` sends nothing."""
+    from dl4cv.tracking.__main__ import main
+
+    (in_tmp / "report.txt").write_text("kept")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead_store())
+    with caplog.at_level("WARNING", logger="dl4cv.tracking"), tracking.run("lenet_mnist") as active:
+        tracking.log_params({"seed": 42})
+        for step in (1, 2, 3):
+            tracking.log_metrics({"val_accuracy": step / 10}, step=step)
+        tracking.log_artifact(in_tmp / "report.txt", "report")
+        (in_tmp / "report.txt").write_text("changed after logging")
+    assert active.run_id is None
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "python -m dl4cv.tracking sync" in warnings[0], warnings
+    assert [e.start()["name"] for e in tracking.pending()] == ["lenet_mnist"]
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store)
+    assert main(["sync"]) == 0
+    client = MlflowClient(mlflow_store)
+    (run,) = runs_named(client, "lenet_mnist")
+    assert run.info.status == "FINISHED" and run.data.params == {"seed": "42"}
+    history = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(1, 0.1), (2, 0.2), (3, 0.3)]
+    assert history[0].timestamp < run.info.end_time  # logged when the stage ran, not at sync
+    local = client.download_artifacts(run.info.run_id, "report/report.txt", str(in_tmp / "dl"))
+    assert Path(local).read_text() == "kept"  # the file as it was when logged
+    assert tracking.pending() == []
+    assert main(["sync"]) == 0
+    assert len(runs_named(client, "lenet_mnist")) == 1
+    assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 3
+
+
+def test_sync_ends_a_killed_stages_run_and_a_resume_continues_it(in_tmp, store):
+    """An entry its stage never closed (killed) is sent and its run marked KILLED; a resumed
+    stage that names the record reopens that run and ends it FINISHED."""
+    from dl4cv.tracking.__main__ import main
+    from dl4cv.tracking.journal import Entry, now_ms
+
+    entry = Entry.create()  # what a killed stage leaves: a start, an epoch, no end
+    entry.append(
+        {"op": "start", "name": "killed", "record": entry.key, "run_id": None,
+         "time": now_ms(), "tags": {}}
+    )  # fmt: skip
+    entry.append({"op": "metrics", "metrics": [["loss", 1.0, now_ms(), 1]]})
+    entry.release()
+    assert main(["sync"]) == 0
+    (run,) = runs_named(store, "killed")
+    assert run.info.status == "KILLED"
+    with tracking.run("killed", record=entry.key) as resumed:
+        tracking.log_metrics({"loss": 0.5}, step=2)
+    assert resumed.run_id == run.info.run_id
+    assert store.get_run(run.info.run_id).info.status == "FINISHED"
+    steps = [m.step for m in store.get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == [1, 2]
