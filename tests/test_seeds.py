@@ -131,11 +131,11 @@ def log_run(params, exp_id: str, record: dict, curve: list[float], folder: Path)
     with run_record.record("evaluate", exp_id, params) as active:
         for epoch, value in enumerate(curve, 1):
             tracking.log_metrics({"val_accuracy": value}, step=epoch)
-        path = folder / f"{exp_id}-{params.seed}-{active.info.run_id}" / "metrics.json"
+        path = folder / f"{exp_id}-{params.seed}-{active.run_id}" / "metrics.json"
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(record))
         tracking.log_artifact(path, run_record.REPORT)
-        return active.info.run_id
+        return active.run_id
 
 
 def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
