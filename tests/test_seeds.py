@@ -197,7 +197,7 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
     # beating a bar reproduces it.
     assert (loss["verdict"], loss["seed_independent"]) == (spread.OURS_BETTER, True)
     assert not accuracy["seed_independent"]
-    assert [r["run_id"] for r in out["outside_pipeline"]] == [bench.info.run_id]
+    assert [r["run_id"] for r in out["outside_pipeline"]] == [bench.run_id]
     assert out["outside_pipeline"][0]["source"] == "bench"
 
     png = in_tmp / "reports" / "seeds" / "net.png"
