@@ -170,10 +170,8 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
         replace(book, seed=1), "net", {"accuracy": 0.3, "precision_weighted": 0.3}, [0.3], logged
     )
     monkeypatch.delenv("DVC_EXP_NAME")
-    import mlflow
-
     with tracking.run("net") as bench:
-        mlflow.set_tags({"dl4cv.experiment": "net", "dl4cv.seed": "5", "dl4cv.profile": "book",
+        tracking.set_tags({"dl4cv.experiment": "net", "dl4cv.seed": "5", "dl4cv.profile": "book",
                          run_record.SOURCE_TAG: "bench"})  # fmt: skip
         tracking.log_metrics({"val_accuracy": 0.99}, step=1)
 
