@@ -45,6 +45,7 @@ ENV_TAGS = {  # environment variables recorded as tags when set
     "DVC_EXP_BASELINE_REV": "dvc.baseline_rev",
     "DVC_STAGE": "dvc.stage",
     "CUDA_VISIBLE_DEVICES": "cuda_visible_devices",  # the GPU a queue worker is pinned to
+    "DL4CV_CLUSTER_TASK": "dl4cv.cluster_task",  # the cluster task (dl4cv.cluster.task)
 }
 
 

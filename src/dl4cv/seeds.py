@@ -3,6 +3,7 @@
     python -m dl4cv.seeds [--seeds 3] [--start 42] [--gpus 0,1] [--per-gpu K] [--jobs 1]
                           [--profile book] [-S key=value]
     python -m dl4cv.seeds --report-only
+    python -m dl4cv.seeds --scheduler tcp://host:8786 [--seeds 3] [--start 42] ...
 
 Queues one `dvc exp run --queue -S seed=<s> -n seed-<s>` per seed (42, 43, 44 by default: the
 pipeline's own seed first) and starts DVC's queue workers: on a machine with NVIDIA GPUs (or
@@ -13,6 +14,10 @@ of the GPU's memory); without, `--jobs` workers. Each experiment runs in its own
 printing each change of the queue, and exits 1 if a seed failed. Then it writes the spread of
 every book figure over every seed the store holds (seed_report) to reports/seeds.md,
 seeds.html, seeds.json and seeds/<id>.png; `--report-only` writes just that.
+
+With `--scheduler`, the seeds run on the workers of that Dask scheduler instead, each in a
+clone of the Git remote (dl4cv.cluster), and are pulled back; their runs are in the team's
+MLflow server, which MLFLOW_TRACKING_URI must name here too for the report.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dl4cv import seed_report, seed_runs, tracking
+from dl4cv.cluster import submit as cluster
+from dl4cv.cluster.sweep import Experiment
 from dl4cv.config import ConfigError
 from dl4cv.gpus import find_gpus, gpu_memory_gib
 from dl4cv.paths import REPORTS
@@ -209,6 +216,9 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     more = "more params for every seed (dvc exp run -S)"
     parser.add_argument("-S", "--set-param", dest="extra", action="append", default=[], help=more)
     parser.add_argument("--report-only", action="store_true", help="write reports/seeds.* only")
+    parser.add_argument(
+        "--scheduler", help="run the seeds on this Dask scheduler's workers (dl4cv.cluster)"
+    )
     parser.add_argument("--poll", type=float, default=POLL_SECONDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.seeds < 1:
@@ -234,6 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(sys.argv[1:] if argv is None else argv)
         if args.report_only:
             paths = write_report()
+        elif args.scheduler:
+            seeds = range(args.start, args.start + args.seeds)
+            sets = (f"profile={args.profile}", *args.extra)
+            cluster.run(
+                [Experiment(f"seed-{s}", (*sets, f"seed={s}")) for s in seeds],
+                args.scheduler,
+            )
+            paths = write_report()
         else:
             seeds = range(args.start, args.start + args.seeds)
             gpus = (
@@ -256,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.poll,
                 shared_gpu_env(per_gpu),
             )
-    except (SeedsError, ConfigError) as exc:
+    except (SeedsError, ConfigError, cluster.ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"seeds: spread written to {', '.join(str(p) for p in paths if p.suffix != '.png')}")

@@ -27,6 +27,7 @@ __all__ = [
     "ARTIFACTS_DIR",
     "EXPERIMENT_NAME",
     "Run",
+    "fail_running",
     "flatten",
     "git_commit",
     "log_artifact",
@@ -140,6 +141,26 @@ def prepare() -> None:
     from dl4cv.tracking import store
 
     store.connect()
+
+
+def fail_running(tag: str, value: str) -> int:
+    """Mark FAILED every RUNNING run tagged `tag` = `value`: what a killed attempt left (its
+    process is gone; nothing will end it). Returns how many."""
+    from dl4cv.tracking import store
+
+    mlflow = store.connect()
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'",
+    )
+    for found in runs:
+        client.set_terminated(found.info.run_id, "FAILED")
+        log.warning(
+            "MLflow run %s of a killed attempt (%s) marked FAILED", found.info.run_id, value
+        )
+    return len(runs)
 
 
 def pending() -> list[Entry]:
