@@ -18,7 +18,7 @@ from typing import Any
 from dl4cv.cluster.sweep import Experiment
 from dl4cv.cluster.task import run_experiment
 
-CONNECT_SECONDS = 10  # an unreachable scheduler is reported after this long
+CONNECT_SECONDS = 5  # an unreachable scheduler is reported after this long
 
 
 class ClusterError(Exception):
@@ -56,7 +56,10 @@ def check_repository(git_remote: str) -> tuple[str, str]:
         raise ClusterError(
             f"commit {commit[:7]} is not on the Git remote {git_remote!r}: git push it first"
         )
-    if not _dvc("remote", "default", check=False):
+    default = subprocess.run(
+        [sys.executable, "-m", "dvc", "remote", "default"], capture_output=True, text=True
+    )
+    if default.returncode != 0 or not default.stdout.strip():
         raise ClusterError(
             "no default DVC remote: the workers pull the data from it and push to it "
             "(dvc remote add -d NAME URL)"
