@@ -59,7 +59,8 @@ def params() -> dict:
 def caller_repo(tmp_path: Path, env: dict[str, str], dvc_remote: str | None) -> Path:
     """The project committed and pushed to a bare Git remote (`origin`), with `dvc_remote` as
     the default DVC remote."""
-    repo = make_repo(tmp_path / "caller", params(), stages_of("download", "preprocess", "split"))
+    stages = stages_of("download", "preprocess", "split", "train", "evaluate")
+    repo = make_repo(tmp_path / "caller", params(), stages)
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", str(origin)], tmp_path, env)
     run(["git", "remote", "add", "origin", str(origin)], repo, env)
@@ -102,8 +103,9 @@ class Cluster:
         home = folder / "home"
         (home / ".ssh").mkdir(parents=True)
         (home / ".ssh" / "known_hosts").write_text((server.home / ".ssh/known_hosts").read_text())
+        user = os.environ.get("USER", "root")
         (home / ".ssh" / "config").write_text(
-            f"Host 127.0.0.1\n  User {os.environ.get('USER', 'root')}\n  IdentityFile {sshd.key}\n"
+            f"Host 127.0.0.1\n  User {user}\n  IdentityFile {server.key}\n"
         )
         (home / ".gitconfig").write_text("[user]\n  name = worker\n  email = w@example.org\n")
         env = user_env(HOME=str(home), MLFLOW_TRACKING_URI=tracking)
@@ -142,7 +144,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 def training_in(folder: Path) -> bool:
     """Whether a training in this worker's scratch folder has saved an epoch."""
-    return any(folder.glob(f"scratch/dl4cv-*/repo/models/{EXP}/last/state.json"))
+    return any(folder.glob(f"scratch/**/dl4cv-*/repo/models/{EXP}/last/state.json"))
 
 
 def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
@@ -187,7 +189,7 @@ def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
             assert all(p.poll() is None for p in procs.values()), "a command ended early"
             time.sleep(0.1)
         victim = next(name for name, folder in workers.items() if training_in(folder))
-        busy = [name for name, folder in workers.items() if any(folder.glob("scratch/dl4cv-*"))]
+        busy = [name for name, folder in workers.items() if any(folder.glob("scratch/**/dl4cv-*"))]
         cluster.kill(victim)
         for proc in procs.values():
             proc.wait(timeout=600)
@@ -205,7 +207,11 @@ def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
     names = sorted(line.rsplit("/", 1)[1] for line in refs.stdout.splitlines())
     assert len(names) == 3 and "seed-43" in names, names
     clone = tmp_path / "fresh"
-    run(["git", "clone", "-q", str(tmp_path / "origin.git"), str(clone)], tmp_path, env)
+    run(
+        ["git", "clone", "-q", "-b", "main", str(tmp_path / "origin.git"), str(clone)],
+        tmp_path,
+        env,
+    )
     point_at_remote(clone, sshd, env)
     run(["dvc", "exp", "pull", "origin", *names], clone, env)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], clone, env).stdout)
@@ -216,9 +222,11 @@ def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
         for exp in exp["revs"]
     }
     assert sorted(found) == names
-    for data in found.values():
-        (metrics,) = data["metrics"].values()
-        assert metrics["data"][EXP]["accuracy"] > 0.5  # learned, wherever it ran
+    rates = {
+        name: data["params"]["params.yaml"]["data"]["experiments"][EXP]["optimizer"]
+        for name, data in found.items()
+    }
+    assert sorted(r["learning_rate"] for n, r in rates.items() if n != "seed-43") == [0.02, 0.1]
 
     # One FINISHED MLflow run per experiment with its params; the killed attempt's FAILED.
     client = MlflowClient(tracking_server.url)
@@ -235,6 +243,8 @@ def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
             finished[task] = found_run
     assert sorted(finished) == names
     assert finished["seed-43"].data.tags["dl4cv.seed"] == "43"
+    for found_run in finished.values():  # trained, then evaluated, wherever it ran
+        assert found_run.data.metrics["test_accuracy"] > 0.5
     rates = [
         r.data.params["optimizer.learning_rate"] for n, r in finished.items() if n != "seed-43"
     ]

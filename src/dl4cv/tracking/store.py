@@ -91,11 +91,17 @@ def _experiment(mlflow: Any) -> Any:
         scheme = tracking_uri().split(":", 1)[0].split("+", 1)[0]  # postgresql+psycopg2
         if scheme in ("sqlite", "postgresql", "mysql", "mssql"):
             location = (repo_root() / ARTIFACTS_DIR).as_uri()
-        mlflow.create_experiment(
-            EXPERIMENT_NAME,
-            artifact_location=location,
-            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
-        )
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mlflow.create_experiment(
+                EXPERIMENT_NAME,
+                artifact_location=location,
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+            )
+        except MlflowException as exc:  # made meanwhile by another process on the same server
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     elif experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made before the tag
         mlflow.MlflowClient().set_experiment_tag(
             experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
