@@ -134,14 +134,16 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     return result
 
 
-def processes_in(root: Path) -> dict[int, str]:
-    """Live processes (not zombies) whose working folder is `root`: pid -> command line."""
+def processes_in(root: Path, below: bool = False) -> dict[int, str]:
+    """Live processes (not zombies) whose working folder is `root` (or, `below`, a folder in
+    it: DVC's temporary copies): pid -> command line."""
     found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            if Path(os.readlink(proc / "cwd")) != root:
+            cwd = Path(os.readlink(proc / "cwd"))
+            if cwd != root and not (below and root in cwd.parents):
                 continue
             if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
                 continue

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.dvc_repo import digits_params, make_repo, run, stages_of
+from tests.dvc_repo import digits_params, make_repo, processes_in, run, stages_of
 from tests.test_team import point_at_remote, sshd  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
@@ -296,24 +296,6 @@ def test_a_full_disk_during_a_checkpoint_loses_nothing(tmp_path, tmpfs):
 # --- a DVC queue worker is killed mid-training -----------------------------------------------
 
 
-def processes_under(root: Path) -> dict[int, str]:
-    """Live processes working in `root` or below (DVC's temporary copies): pid -> command."""
-    found = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cwd = Path(os.readlink(proc / "cwd"))
-            if cwd != root and root not in cwd.parents:
-                continue
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                continue
-            found[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-    return found
-
-
 def test_an_experiment_whose_queue_worker_was_killed_resumes(tmp_path):
     """`dvc queue start` trains in a temporary copy of the repository; SIGKILL the worker and
     everything it started at epoch 3 or later (the copy and its resume state are lost with
@@ -344,14 +326,14 @@ def test_an_experiment_whose_queue_worker_was_killed_resumes(tmp_path):
     try:
         wait_for(lambda: saved() >= 3, 300, "three epochs in the queue")
     finally:
-        workers = processes_under(root)
+        workers = processes_in(root, below=True)
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     at_kill = saved()
     assert any("train.py" in cmd for cmd in workers.values()), workers
     assert at_kill < epochs, "the training ended before the worker was killed"
-    wait_for(lambda: not processes_under(root), 20, "the killed processes gone")
+    wait_for(lambda: not processes_in(root, below=True), 20, "the killed processes gone")
 
     rerun = run(["dvc", "exp", "run", "-n", "rerun"], root, env)
     out = rerun.stdout + rerun.stderr

@@ -33,6 +33,11 @@ TAGS_PER_BATCH = 100
 class SendError(Exception):
     """The store did not take an operation; the message is one line."""
 
+    @property
+    def timed_out(self) -> bool:
+        """The store took a connection and never answered (another try would wait as long)."""
+        return "timed out" in str(self)
+
 
 def reason(exc: BaseException) -> str:
     """One short line of what went wrong (MLflow's REST errors quote whole tracebacks)."""
@@ -211,7 +216,7 @@ class LiveSender:
 
     def __init__(self, entry: Entry) -> None:
         self.entry = entry
-        self.failure: str | None = None
+        self.failure: SendError | None = None
         self._run_id: str | None = None
         self._wake = threading.Condition()
         self._started = threading.Event()  # the run is known (or cannot be)
@@ -237,7 +242,7 @@ class LiveSender:
             try:
                 self._send()
             except SendError as exc:
-                self.failure = str(exc)
+                self.failure = exc
                 self._started.set()
                 return
             self._started.set()
@@ -245,19 +250,20 @@ class LiveSender:
                 return
 
     def close(self) -> str | None:
-        """Wait for the rest to be sent; one more try if the store failed during the stage.
+        """Wait for the rest to be sent; one more try if the store refused it during the stage
+        (it may be back), none if it did not answer (that would cost another timeout).
         Returns why something is left unsent, or None."""
         with self._wake:
             self._closing = True
             self._wake.notify()
         self._thread.join()
-        if self.failure is not None:
+        if self.failure is not None and not self.failure.timed_out:
             try:
                 self._send()
                 self.failure = None
             except SendError as exc:
-                self.failure = str(exc)
-        return self.failure
+                self.failure = exc
+        return None if self.failure is None else str(self.failure)
 
     def _send(self) -> None:
         try:
