@@ -59,9 +59,19 @@ def cluster_run(root: Path, workers: int, env: dict[str, str]) -> float:
     dask = str(Path(sys.executable).parent / "dask")
     procs = [
         subprocess.Popen(
-            [dask, "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-             "--no-dashboard"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                dask,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                address.rsplit(":", 1)[1],
+                "--no-dashboard",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )  # fmt: skip
     ]
     for n in range(workers):
@@ -70,10 +80,24 @@ def cluster_run(root: Path, workers: int, env: dict[str, str]) -> float:
         (folder / "home" / ".gitconfig").write_text("[user]\n name = w\n email = w@w\n")
         procs.append(
             subprocess.Popen(
-                [dask, "worker", address, "--name", f"w{n + 1}", "--nthreads", "1",
-                 "--no-nanny", "--no-dashboard", "--local-directory", str(folder / "scratch")],
-                cwd=folder, env=env | {"HOME": str(folder / "home")},
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                [
+                    dask,
+                    "worker",
+                    address,
+                    "--name",
+                    f"w{n + 1}",
+                    "--nthreads",
+                    "1",
+                    "--no-nanny",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(folder / "scratch"),
+                ],
+                cwd=folder,
+                env=env | {"HOME": str(folder / "home")},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )  # fmt: skip
         )
     try:

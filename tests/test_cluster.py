@@ -171,6 +171,8 @@ def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
                   "-S", f"{LR}=0.02,0.1"],
         "seeds": [sys.executable, "-m", "dl4cv.seeds", "--scheduler", cluster.address,
                   "--seeds", "1", "--start", "43", "--profile", "quick"],
+        "bad": [sys.executable, "-m", "dl4cv.cluster", "--scheduler", cluster.address,
+                "--name", "bad", "-S", f"{LR}=-1"],
     }  # fmt: skip
     procs = {
         name: subprocess.Popen(
@@ -186,7 +188,7 @@ def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
         deadline = time.monotonic() + 300
         while not any(training_in(folder) for folder in workers.values()):
             assert time.monotonic() < deadline, "no training started on the cluster"
-            assert all(p.poll() is None for p in procs.values()), "a command ended early"
+            assert procs["sweep"].poll() is None, "the sweep ended before any training"
             time.sleep(0.1)
         victim = next(name for name, folder in workers.items() if training_in(folder))
         busy = [name for name, folder in workers.items() if any(folder.glob("scratch/**/dl4cv-*"))]
@@ -201,6 +203,15 @@ def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
     print(f"\nkilled {victim}\n" + "\n".join(out.values()))
     assert procs["sweep"].returncode == 0 and procs["seeds"].returncode == 0, out
     assert "Traceback" not in out["sweep"] + out["seeds"], out
+    # Bad params fail once, with the stage's own line, and are not retried.
+    assert procs["bad"].returncode == 1, out["bad"]
+    assert out["bad"].count(" FAILED after ") == 1, out["bad"]
+    assert "learning_rate" in out["bad"] and "expected" in out["bad"], out["bad"]
+    # No credential in what the caller printed, the workers logged, or what was pushed.
+    worker_logs = "".join(p.read_text() for p in cluster.root.glob("*.log"))
+    history = run(["git", "log", "-p", "--all"], repo, env).stdout
+    for text in (*out.values(), worker_logs, history):
+        assert str(sshd.key) not in text and "IdentityFile" not in text
 
     # Once in the Git remote each, and in `dvc exp show` of a fresh clone after `dvc exp pull`.
     refs = run(["git", "ls-remote", str(tmp_path / "origin.git"), "refs/exps/*"], repo, env)
