@@ -23,7 +23,7 @@ from dl4cv.fileio import atomic_path, write_json, write_text
 from dl4cv.seed_runs import SeedRun, SeedRuns
 
 if TYPE_CHECKING:
-    from dl4cv.report import BookEntry
+    from dl4cv.figures import BookEntry
 
 SEEDS_MD = "seeds.md"
 SEEDS_HTML = "seeds.html"

@@ -168,7 +168,7 @@ def workers_up() -> int:
 
 
 def write_report(out_dir: Path = REPORTS) -> list[Path]:
-    from dl4cv.report import FIGURES_FILE, load_figures
+    from dl4cv.figures import FIGURES_FILE, load_figures
 
     section = seed_report.build(load_figures(FIGURES_FILE), seed_runs.collect())
     return seed_report.write(section, out_dir)

@@ -3,7 +3,7 @@
 The book's `fit` makes one gradient step per training row: nn_digits is 1,347 rows x 1,000
 epochs, 1.35 million steps of tiny matrix products, in which a NumPy loop spends its time in
 Python (53 s on the GPU machine's CPU, 33 s here). JAX traces the network's own arithmetic
-(`neuralnetwork.forward` and `backward`, nothing re-derived) once, in float64, and runs each block
+(`backprop.forward` and `backward`, nothing re-derived) once, in float64, and runs each block
 of epochs as one scan over the rows: 1,000 epochs in about 3 s. The CPU, not a GPU: steps this
 small would wait on kernel launches. Without JAX (or one older than `jax.enable_x64`, 0.8, or
 with its CPU platform switched off), `epochs` returns None and the NumPy loop runs; both give the
@@ -33,7 +33,7 @@ def epochs(Xb: np.ndarray, y: np.ndarray, alpha: float, batch_size: int) -> Epoc
     from jax import lax
     from jax import numpy as jnp
 
-    from dl4cv.nn.neuralnetwork import backward, forward
+    from dl4cv.nn.backprop import backward, forward
 
     try:
         cpu = jax.devices("cpu")[0]

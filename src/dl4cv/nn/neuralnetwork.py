@@ -11,45 +11,17 @@ means: the extra hidden unit is a learned sigmoid unit like the others, not a co
 "2-2-1" network has three trainable hidden units and its output layer no constant bias input.
 
 `fit` runs its epochs compiled by JAX on the CPU where JAX is installed (nn.compiled: the same
-arithmetic, `forward` and `backward` below, about ten times faster), else in the NumPy loop.
+arithmetic, nn.backprop's `forward` and `backward`, about ten times faster), else in the NumPy
+loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from dl4cv.nn import compiled
-from dl4cv.nn.gradient_descent import add_bias, sigmoid, sigmoid_deriv
-
-Weights = list[np.ndarray]
-
-
-def forward(W: Weights, Xb: np.ndarray, activate: Callable = sigmoid) -> list[np.ndarray]:
-    """Activations of every layer, input (with its bias column) first. Plain array arithmetic,
-    so that `compiled` traces this very code with JAX's sigmoid."""
-    activations = [Xb]
-    for w in W:
-        activations.append(activate(activations[-1] @ w))
-    return activations
-
-
-def backward(W: Weights, activations: list[np.ndarray], y: np.ndarray) -> list[np.ndarray]:
-    """dL/dW for every layer, by the chain rule from the output back to the input."""
-    delta = (activations[-1] - y) * sigmoid_deriv(activations[-1])
-    grads: list[np.ndarray] = []
-    for layer in range(len(W) - 1, -1, -1):
-        grads.append(activations[layer].T @ delta)
-        if layer > 0:
-            delta = (delta @ W[layer].T) * sigmoid_deriv(activations[layer])
-    return grads[::-1]
-
-
-def descend(W: Weights, Xb: np.ndarray, y: np.ndarray, alpha: float) -> None:
-    """One gradient step on the rows Xb, in place (NumPy)."""
-    for w, grad in zip(W, backward(W, forward(W, Xb), y), strict=True):
-        w -= alpha * grad
+from dl4cv.nn.backprop import Weights, backward, descend, forward
+from dl4cv.nn.gradient_descent import add_bias
 
 
 class NeuralNetwork:
