@@ -5,7 +5,7 @@
 #   make exps    dvc exp show for a 120-column terminal (EXP=lenet_mnist: that one's columns)
 #   make repro JOBS=4, make quick JOBS=2: up to that many stages at a time (Dask)
 # Offline machines: DL4CV_MIRROR=/path/to/mirror make repro
-# No Animals (the book's dataset, no public URL)? Their stages wait; README "No Animals yet?"
+# No Animals (the book's dataset, no public URL)? Their stages wait; docs/data.md
 
 VENV   ?= .venv
 PYTHON ?= python3
@@ -67,7 +67,7 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# Wheels for an offline Linux x86-64 server (README "Offline GPU server"): WHEEL_HAVE is what
+# Wheels for an offline Linux x86-64 server (docs/gpu.md, "Offline GPU server"): WHEEL_HAVE is what
 # `python3 -m pip list --format=freeze` prints there; TensorFlow is left out (JAX trains there).
 WHEEL_PYTHON ?= 3.12
 WHEEL_HAVE   ?=

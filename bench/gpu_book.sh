@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole book through `dvc repro` on one GPU, from clean, then minivggnet_cifar10 retrained
 # to measure the compile cache and GPU determinism (issue 9). Run from the repository root on
-# the GPU machine, after installing the wheelhouse (README, "Offline GPU server"):
+# the GPU machine, after installing the wheelhouse (docs/gpu.md, "Offline GPU server"):
 #   setsid bash bench/gpu_book.sh MIRROR OUT > OUT/driver.log 2>&1 &
 # Writes into OUT: repro.log (every line timestamped), gpu_util.csv (nvidia-smi, 1 s), stages.md
 # (seconds per stage, sorted), reruns.log, reruns.jsonl, reports.tar.gz, runs.tar.gz, DONE.

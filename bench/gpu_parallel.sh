@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole book on one GPU, stages in parallel against one after another, a DVC queue sweep
 # sharing the GPU, and the same under NVIDIA MPS (issue 19). Run from the repository root on the
-# GPU machine, after installing the wheelhouse (README, "Offline GPU server"):
+# GPU machine, after installing the wheelhouse (docs/gpu.md, "Offline GPU server"):
 #   setsid bash bench/gpu_parallel.sh MIRROR OUT > OUT/driver.log 2>&1 &
 # Steps, each from clean (no data, models, store or compile cache) unless said otherwise:
 #   jobsN   python -m dl4cv.parallel --jobs $JOBS (default 6)

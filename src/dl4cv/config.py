@@ -628,9 +628,9 @@ ImageNetModel = Literal["vgg16", "vgg19", "resnet50", "inception_v3", "xception"
 class ImageNet:
     """Ch 20: classify images with networks pre-trained on ImageNet (keras.applications).
 
-    Off by default: the weights (0.5 GB for a VGG) are never downloaded by the pipeline; the
-    README says where to put them. `weights.<model>` names a file, or `random` for untrained
-    weights (a smoke run; the labels then mean nothing)."""
+    Off by default: the weights (0.5 GB for a VGG) are never downloaded by the pipeline;
+    docs/imagenet.md says where to put them. `weights.<model>` names a file, or `random` for
+    untrained weights (a smoke run; the labels then mean nothing)."""
 
     enabled: bool = False
     models: tuple[ImageNetModel, ...] = ("vgg16", "vgg19", "resnet50", "inception_v3", "xception")

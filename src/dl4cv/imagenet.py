@@ -174,8 +174,7 @@ def locate_files(settings: ImageNet, cache: Path | None = None) -> tuple[dict[st
             f"{cache}/: ~/.keras/models/ unless KERAS_HOME is set). Put each file there, or name "
             "it in params.yaml:\n  - "
             + "\n  - ".join(problems)
-            + "\nOr set imagenet.enabled: false to skip the stage (README: Pre-trained ImageNet"
-            " networks)."
+            + "\nOr set imagenet.enabled: false to skip the stage (docs/imagenet.md)."
         )
     return weights, labels.path
 

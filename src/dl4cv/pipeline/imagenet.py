@@ -42,7 +42,7 @@ CHAPTER = 20
 ANNOTATED = "annotated"
 HOW_TO_ENABLE = (
     "put the weights files in Keras' cache (~/.keras/models/) or name them under "
-    "imagenet.weights (README: Pre-trained ImageNet networks), then "
+    "imagenet.weights (docs/imagenet.md), then "
     "`dvc exp run -S imagenet.enabled=true`"
 )
 

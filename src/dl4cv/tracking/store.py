@@ -19,7 +19,8 @@ EXPERIMENT_NAME = "dl4cv"
 ARTIFACTS_DIR = "mlartifacts"
 # The experiment's kind, as MLflow 3's UI names them (mlflow.experimentKind, ExperimentKind):
 # model training, not GenAI. The page a browser opens on is the UI's own mode, kept per browser:
-# `?workflowType=machine_learning` in the address opens the runs table (README, `make ui`).
+# `?workflowType=machine_learning` in the address opens the runs table (docs/parameters.md,
+# `make ui`).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # A call to a tracking server gets one try of at most this many seconds (MLflow's defaults: 7
