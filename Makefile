@@ -36,7 +36,7 @@ quick: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.quick $(PARALLEL)
 
 # The book profile for SEEDS seeds (42, 43, ...) as queued DVC experiments, JOBS at a time,
-# then reports/seeds.{md,html,json}: every figure against its spread (src/dl4cv/seeds.py)
+# then reports/seeds.{md,html,json}: every figure against its spread (src/dl4cv/seeds/)
 SEEDS ?= 3
 seeds: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.seeds --seeds $(SEEDS) --jobs $(JOBS)

@@ -15,7 +15,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from dl4cv import tracking
-from dl4cv.seed_runs import record_of
+from dl4cv.seeds.runs import record_of
 
 KEYS = ("accuracy", "precision_weighted", "best_val_loss", "best_val_loss_accuracy")
 

@@ -14,8 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-from dl4cv import report, seed_report
-from dl4cv.seed_runs import CURVE, SeedRun, SeedRuns
+from dl4cv import report
+from dl4cv.seeds import report as seed_report
+from dl4cv.seeds.runs import CURVE, SeedRun, SeedRuns
 
 
 def nested(dotted: str, value: float, into: dict) -> None:

@@ -1,5 +1,6 @@
-"""The run record every stage opens (dl4cv.run_record), against a real sqlite MLflow store: the
-standard tags, DVC's experiment variables, the dataset as a run input, the experiment's kind."""
+"""The run record every stage opens (dl4cv.tracking.run_record), against a real sqlite MLflow
+store: the standard tags, DVC's experiment variables, the dataset as a run input, the
+experiment's kind."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from dl4cv import run_record, tracking
+from dl4cv import tracking
 from dl4cv.config import SplitSpec, Subset, parse_params
 from dl4cv.data.sources import Fetched
 from dl4cv.data.splits import make_split
 from dl4cv.fileio import write_json
 from dl4cv.paths import raw_dir, split_file
+from dl4cv.tracking import run_record
 from tests.conftest import REPO, migrated_store, toy_params
 from tests.dvc_repo import make_repo
 

@@ -15,8 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dl4cv import run_record, seeds, spread, tracking
+from dl4cv import tracking
 from dl4cv.config import parse_params
+from dl4cv.seeds import queue as seeds
+from dl4cv.seeds import report as seed_report
+from dl4cv.seeds import runs as seed_runs
+from dl4cv.seeds import spread
+from dl4cv.tracking import run_record
 from tests.conftest import toy_params
 from tests.dvc_repo import KNN_DIGITS, digits_params, make_repo, run, stages_of, warm_env
 
@@ -96,8 +101,8 @@ def test_one_seed_has_no_sd_and_its_value_is_the_range():
 
 def test_the_curves_carry_the_books_accuracy_where_it_gives_one(tmp_path):
     """Validation-accuracy curves against the book's precision would compare unlike things."""
-    from dl4cv import report, seed_report
-    from dl4cv.seed_runs import SeedRun, SeedRuns
+    from dl4cv import report
+    from dl4cv.seeds.runs import SeedRun, SeedRuns
 
     figures = yaml.safe_load(yaml.safe_dump(FIGURES))
     net = figures["experiments"]["net"]
@@ -214,7 +219,7 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
     assert spread.RULE in md
 
     # The book report (report stage) carries the same section: book.md, book.html, book.json.
-    from dl4cv import report, seed_report, seed_runs
+    from dl4cv import report
 
     section = seed_report.build(report.load_figures("book/figures.yaml"), seed_runs.collect())
     report.write_report([], in_tmp / "book-out", "book", "book/figures.yaml", section)

@@ -26,16 +26,18 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from dl4cv import run_record, seed_runs, tracking
+from dl4cv import tracking
 from dl4cv.config import Params
 from dl4cv.data import waiting
 from dl4cv.figures import FIGURES_FILE, BookEntry, Comparison, load_figures
 from dl4cv.fileio import write_json, write_text
 from dl4cv.paths import REPORTS
-from dl4cv.seed_report import Section, html_section, markdown
-from dl4cv.seed_report import build as build_seeds
-from dl4cv.seed_report import to_json as seeds_json
-from dl4cv.spread import ABSENT, is_number, lookup
+from dl4cv.seeds import runs as seed_runs
+from dl4cv.seeds.report import Section, html_section, markdown
+from dl4cv.seeds.report import build as build_seeds
+from dl4cv.seeds.report import to_json as seeds_json
+from dl4cv.seeds.spread import ABSENT, is_number, lookup
+from dl4cv.tracking import run_record
 from dl4cv.tracking.sender import reason
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dl4cv import run_record, tracking
+from dl4cv import tracking
 from dl4cv.config import Exercise, Params
 from dl4cv.data.waiting import DataWaiting, raise_if_waiting
 from dl4cv.exercises import Outcome
@@ -31,6 +31,7 @@ from dl4cv.exercises.networks import neural_network, perceptron
 from dl4cv.exercises.scoring import linear_scoring, losses_worked
 from dl4cv.fileio import write_json, write_text
 from dl4cv.paths import processed_file, report_dir
+from dl4cv.tracking import run_record
 
 log = logging.getLogger(__name__)
 

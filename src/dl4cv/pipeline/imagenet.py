@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dl4cv import backend, run_record, tracking
+from dl4cv import backend, tracking
 from dl4cv.config import ConfigError, ImageNet, Params
 from dl4cv.data.formats import write_rejects
 from dl4cv.data.loaders import Reject
@@ -34,6 +34,7 @@ from dl4cv.imagenet import (
     read_images,
 )
 from dl4cv.paths import report_dir
+from dl4cv.tracking import run_record
 
 log = logging.getLogger(__name__)
 

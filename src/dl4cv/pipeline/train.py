@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import joblib
 import numpy as np
 
-from dl4cv import backend, mlflow_model, nn, run_record, tracking, training
+from dl4cv import backend, nn, tracking, training
 from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor, sha256sum
@@ -34,6 +34,7 @@ from dl4cv.paths import (
     spare_resume_dir,
     split_file,
 )
+from dl4cv.tracking import mlflow_model, run_record
 from dl4cv.training.inputs import arrays_for, scale_pixels
 from dl4cv.training.knn import fit_knn
 from dl4cv.training.predictions import PREDICT_BATCH, PREDICTIONS_FILE, Predictions

@@ -1,5 +1,5 @@
 """The seeds part of the report: every judged book figure against its spread over the seeds the
-MLflow store holds (seed_runs), one validation-accuracy plot per Keras experiment, and the runs
+MLflow store holds (seeds.runs), one validation-accuracy plot per Keras experiment, and the runs
 from outside the pipeline listed apart.
 
 The `report` stage puts this section in reports/book.md, book.html (plots inlined) and
@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dl4cv import spread
 from dl4cv.data import waiting
 from dl4cv.fileio import atomic_path, write_json, write_text
-from dl4cv.seed_runs import SeedRun, SeedRuns
+from dl4cv.seeds import spread
+from dl4cv.seeds.runs import SeedRun, SeedRuns
 
 if TYPE_CHECKING:
     from dl4cv.figures import BookEntry

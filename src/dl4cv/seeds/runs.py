@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dl4cv import run_record, tracking
-from dl4cv.tracking import store
+from dl4cv import tracking
+from dl4cv.tracking import run_record, store
 
 RECORD_ARTIFACT = f"{run_record.REPORT}/metrics.json"
 CURVE = "val_accuracy"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dl4cv import tracking
-from dl4cv.run_record import MODEL
+from dl4cv.tracking.run_record import MODEL
 
 # The distributions a module comes from where the names differ, most likely first.
 DISTRIBUTIONS = {

@@ -12,7 +12,7 @@ n gets GPU n mod count; by default as many as fit, `per_gpu_auto`, each then hel
 of the GPU's memory); without, `--jobs` workers. Each experiment runs in its own copy under
 .dvc/tmp/exps; all log into the repository's MLflow store. It waits,
 printing each change of the queue, and exits 1 if a seed failed. Then it writes the spread of
-every book figure over every seed the store holds (seed_report) to reports/seeds.md,
+every book figure over every seed the store holds (seeds.report) to reports/seeds.md,
 seeds.html, seeds.json and seeds/<id>.png; `--report-only` writes just that.
 
 With `--scheduler`, the seeds run on the workers of that Dask scheduler instead, each in a
@@ -32,12 +32,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from dl4cv import seed_report, seed_runs, tracking
+from dl4cv import tracking
 from dl4cv.cluster import submit as cluster
 from dl4cv.cluster.sweep import Experiment
 from dl4cv.config import ConfigError
 from dl4cv.gpus import find_gpus, gpu_memory_gib
 from dl4cv.paths import REPORTS
+from dl4cv.seeds import report as seed_report
+from dl4cv.seeds import runs as seed_runs
 
 PROFILES = ("book", "quick")
 FIRST_SEED = 42
