@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 from tests.dvc_repo import digits_params, make_repo, run, stages_of
 from tests.test_team import Sshd, point_at_remote, sshd  # noqa: F401 (a fixture)
-from tests.test_tracking_server import postgres, started_server, tracking_server  # noqa: F401
+from tests.test_tracking_server import Server, postgres, started_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,8 @@ def params() -> dict:
         "dataset": "digits",
         "model": {"name": "shallownet"},
         "optimizer": {"name": "sgd", "learning_rate": 0.05},
-        # Long enough on 2 busy cores (~10 s) for the test to kill a worker mid-training.
-        "train": {"batch_size": 8, "epochs": 12, "checkpoint_interval_s": 0},
+        # Long enough on 2 busy cores (~6 s) for the test to kill a worker mid-training.
+        "train": {"batch_size": 8, "epochs": 8, "checkpoint_interval_s": 0},
     }
     return digits_params({EXP: shallownet}, "quick")
 
@@ -150,10 +150,10 @@ def training_in(folder: Path) -> bool:
 def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
     tmp_path,
     sshd,  # noqa: F811
-    tracking_server,  # noqa: F811
+    started_server: Server,  # noqa: F811 (launched; answers once the caller's repository is ready)
     cluster,
 ):
-    env = user_env(HOME=str(sshd.home), MLFLOW_TRACKING_URI=tracking_server.url)
+    env = user_env(HOME=str(sshd.home), MLFLOW_TRACKING_URI=started_server.url)
     remote = f"ssh://127.0.0.1:{sshd.port}{tmp_path / 'dvc-store'}"
     repo = caller_repo(tmp_path, env, remote)
     point_at_remote(repo, sshd, env)
@@ -162,6 +162,7 @@ def test_a_sweep_and_a_seed_on_two_workers_land_once_though_one_is_killed(
     run([*COMMIT, "data"], repo, env)
     run(["git", "push", "-q", "origin", "HEAD:main"], repo, env)
     run(["dvc", "push"], repo, env)
+    tracking_server = started_server.wait_healthy()
     workers = {name: cluster.worker(name, sshd, tracking_server.url) for name in ("w1", "w2")}
 
     logs = tmp_path / "logs"

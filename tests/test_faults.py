@@ -301,7 +301,7 @@ def test_an_experiment_whose_queue_worker_was_killed_resumes(tmp_path):
     everything it started at epoch 3 or later (the copy and its resume state are lost with
     it): `dvc exp run` of the same params resumes from the last epoch the worker saved, and
     the MLflow run the worker opened ends FINISHED, the only one."""
-    epochs = 30
+    epochs = 16
     root = make_repo(tmp_path / "repo", digits_params(shallownet(epochs, 4)), stages_of(*STAGES))
     env = user_env()
     run(["dvc", "repro", "split@digits"], root, env)
