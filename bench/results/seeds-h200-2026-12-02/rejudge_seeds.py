@@ -5,7 +5,7 @@ figure's value per seed, the runs' ids) and mlflow.db (the validation curves). T
 seeds section from those with the current seed_report code, so a change of the rule does not
 need the GPU again:
 
-    python bench/rejudge_seeds.py RUN/seeds.json RUN/mlflow.db OUT_DIR
+    python bench/results/seeds-h200-2026-12-02/rejudge_seeds.py RUN/seeds.json RUN/mlflow.db OUT_DIR
 """
 
 from __future__ import annotations

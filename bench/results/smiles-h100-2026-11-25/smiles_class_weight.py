@@ -4,7 +4,7 @@ Asks whether `class_weight: balanced` explains the gap to the book's 0.93 (ch 22
 train stage's `fit_keras` on the preprocess and split stages' outputs; one JSON line per run.
 On the GPU machine (see bench/README.md for carrying keras):
 
-    KERAS_BACKEND=jax python3 bench/smiles_class_weight.py $OUT/ablation.jsonl
+    KERAS_BACKEND=jax python3 bench/results/smiles-h100-2026-11-25/smiles_class_weight.py $OUT/ablation.jsonl
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "src"))
 
 from dl4cv import backend, evaluation  # noqa: E402
 from dl4cv.config import load_params  # noqa: E402
