@@ -1,6 +1,7 @@
 """nn_xor's final loss over seeds: is the book's 0.000245 a seed away from ours (issue 10)?
 
-    python bench/results/ablations-2026-12-02/nn_xor_seeds.py [first] [last]    # seeds 0..11 by default
+    # seeds 0..11 by default
+    python bench/results/ablations-2026-12-02/nn_xor_seeds.py [first] [last]
 
 Runs the exercise's own runner (params.yaml's nn_xor settings) once per seed, prints one line
 per seed and the count below the book's figure plus its tolerance.

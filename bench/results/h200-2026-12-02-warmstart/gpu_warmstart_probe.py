@@ -5,7 +5,8 @@ Keras on JAX), later calls are forked from it. Each call fits a small MiniVGGNet
 on the GPU and prints its device, seconds and final loss, so a cold and a warm call can be set
 side by side (same seed: same loss when the GPU run is deterministic).
 
-    KERAS_BACKEND=jax python bench/results/h200-2026-12-02-warmstart/gpu_warmstart_probe.py   # once cold, then again warm
+    # once cold, then again warm
+    KERAS_BACKEND=jax python bench/results/h200-2026-12-02-warmstart/gpu_warmstart_probe.py
 """
 
 from __future__ import annotations

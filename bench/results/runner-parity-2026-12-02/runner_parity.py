@@ -5,8 +5,10 @@ its CPU figure on the GPU, one seed each).
 Run from a repository whose data stages have run (data/processed/<dataset>.npz), once per
 backend, since the scan runner needs JAX:
 
-    KERAS_BACKEND=tensorflow python bench/results/runner-parity-2026-12-02/runner_parity.py shallownet_animals keras 42 43
-    KERAS_BACKEND=jax python bench/results/runner-parity-2026-12-02/runner_parity.py shallownet_animals scan 42 43
+    KERAS_BACKEND=tensorflow python \
+        bench/results/runner-parity-2026-12-02/runner_parity.py shallownet_animals keras 42 43
+    KERAS_BACKEND=jax python \
+        bench/results/runner-parity-2026-12-02/runner_parity.py shallownet_animals scan 42 43
 
 Prints one JSON line per seed: test accuracy, final val accuracy, seconds.
 """

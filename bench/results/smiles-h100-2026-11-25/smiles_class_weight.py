@@ -4,7 +4,8 @@ Asks whether `class_weight: balanced` explains the gap to the book's 0.93 (ch 22
 train stage's `fit_keras` on the preprocess and split stages' outputs; one JSON line per run.
 On the GPU machine (see bench/README.md for carrying keras):
 
-    KERAS_BACKEND=jax python3 bench/results/smiles-h100-2026-11-25/smiles_class_weight.py $OUT/ablation.jsonl
+    KERAS_BACKEND=jax python3 \
+        bench/results/smiles-h100-2026-11-25/smiles_class_weight.py $OUT/ablation.jsonl
 """
 
 from __future__ import annotations
