@@ -273,7 +273,7 @@ def test_monitor_checkpoints_and_the_best_checkpoint(repo):
     """ch 17: the monitor's files; ch 18: one weights file per val_loss improvement, and the
     evaluation of the best checkpoint rather than of the last epoch."""
     root, _, _ = repo
-    monitor = root / "reports" / "experiments" / MINIVGG / "monitor"
+    monitor = root / "models" / MINIVGG / "monitor"
     watched = json.loads((monitor / "history.json").read_text())
     history = read(root, "models", MINIVGG, "model", "history.json")
     assert watched["val_loss"] == pytest.approx(history["val_loss"])
@@ -354,6 +354,14 @@ def test_stages_ran_in_the_warm_server(repo):
     for exp_id in KERAS:
         assert f"stages/train.py {exp_id}: exit 0" in log, exp_id
         assert f"stages/evaluate.py {exp_id}: exit 0" in log, exp_id
+
+
+def test_a_full_run_warns_only_of_problems(repo):
+    """No declared output is left empty (DVC's "'<path>' is empty" for an experiment without a
+    TrainingMonitor, a k-NN without a resume state, the ImageNet stage while it is off)."""
+    root, _, _ = repo
+    log = (root.parent / "repro.log").read_text()
+    assert "is empty" not in log, [line for line in log.splitlines() if "is empty" in line]
 
 
 def test_second_repro_is_a_noop(repo):

@@ -66,8 +66,9 @@ def report_dir(exp_id: str) -> Path:
 
 
 def monitor_dir(exp_id: str) -> Path:
-    """The ch 17 TrainingMonitor's files, rewritten after every epoch while training runs."""
-    return report_dir(exp_id) / "monitor"
+    """The ch 17 TrainingMonitor's files, rewritten after every epoch while training runs (beside
+    the resume state: both outlive a killed training)."""
+    return MODELS / exp_id / "monitor"
 
 
 def labels_file(dataset: str) -> Path:

@@ -78,7 +78,7 @@ def run(exp_id: str, params: Params) -> dict:
     out = model_dir(exp_id)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    resume_dir(exp_id).mkdir(parents=True, exist_ok=True)  # a declared output, even for k-NN
+    resume_dir(exp_id).mkdir(parents=True, exist_ok=True)  # empty for k-NN
     fingerprint = _fingerprint(exp, params.seed, dataset)
     # In DVC's temporary copy (dvc exp run --queue/--temp) the resume state is kept in the
     # repository too: a killed queue worker's copy is gone, a rerun resumes from the spare.
@@ -92,7 +92,7 @@ def run(exp_id: str, params: Params) -> dict:
             state = resumable_state(resume_dir(exp_id), fingerprint, exp.train.epochs)
     if state is None or not state.completed:  # the monitor's files of another training go
         shutil.rmtree(monitor_dir(exp_id), ignore_errors=True)
-    monitor_dir(exp_id).mkdir(parents=True, exist_ok=True)  # declared too; empty when unused
+    monitor_dir(exp_id).mkdir(parents=True, exist_ok=True)  # empty when unused
     rejects = rejects_file(dataset)
     n_rejects = max(0, len(rejects.read_text().splitlines()) - 1) if rejects.exists() else 0
 
