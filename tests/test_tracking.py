@@ -286,3 +286,26 @@ def test_sync_ends_a_killed_stages_run_and_a_resume_continues_it(in_tmp, store):
     assert store.get_run(run.info.run_id).info.status == "FINISHED"
     steps = [m.step for m in store.get_metric_history(run.info.run_id, "loss")]
     assert sorted(steps) == [1, 2]
+
+
+def test_a_store_that_never_answers_costs_one_timeout(in_tmp, monkeypatch, caplog):
+    """A server that accepts connections and never replies (hung, not dead): the run ends within
+    one call's timeout, keeps its record and says so once."""
+    import socket
+    import time
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)  # connections queue up; nothing ever reads them
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{hung.getsockname()[1]}")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+        started = time.monotonic()
+        with caplog.at_level("WARNING", logger="dl4cv.tracking"), tracking.run("hung") as active:
+            for step in (1, 2, 3):
+                tracking.log_metrics({"loss": 1 / step}, step=step)
+        seconds = time.monotonic() - started
+    assert active.run_id is None
+    assert seconds < 8, seconds  # one 2 s timeout: not one per call (5 calls), nor retries
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "timed out" in warnings[0], warnings
+    assert [e.start()["name"] for e in tracking.pending()] == ["hung"]
