@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,16 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.dvc_repo import digits_params, make_repo, run, stages_of  # noqa: E402
+from tests.dvc_repo import (  # noqa: E402
+    digits_params,
+    free_port,
+    make_repo,
+    run,
+    stages_of,
+    user_env,
+)
 
 RATES = "0.01,0.02,0.1,0.2"  # none is the baseline's 0.05: four trainings
 EXP = "shallownet_digits"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def project(root: Path, env: dict[str, str]) -> Path:
@@ -121,9 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DL4CV_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["DL4CV_WARM"] = "0"
+    env = user_env()
     for workers in args.workers:
         with tempfile.TemporaryDirectory(prefix=f"dl4cv-cluster-{workers}-") as tmp:
             root = Path(tmp)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -151,3 +152,18 @@ def processes_in(root: Path, below: bool = False) -> dict[int, str]:
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment a user's `dvc` runs in: no test settings for MLflow or dl4cv, this
+    interpreter's tools on PATH, the warm start off; then `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DL4CV_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env | {"DL4CV_WARM": "0"} | extra
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

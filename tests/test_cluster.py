@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.dvc_repo import digits_params, make_repo, run, stages_of
+from tests.dvc_repo import digits_params, free_port, make_repo, run, stages_of, user_env
 from tests.test_team import Sshd, point_at_remote, sshd  # noqa: F401 (a fixture)
 from tests.test_tracking_server import Server, postgres, started_server  # noqa: F401
 
@@ -30,18 +29,6 @@ pytestmark = pytest.mark.integration
 EXP = "shallownet_digits"
 LR = "experiments.shallownet_digits.optimizer.learning_rate"
 COMMIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def user_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DL4CV_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env | {"DL4CV_WARM": "0"} | extra
 
 
 def params() -> dict:
@@ -288,3 +275,20 @@ def test_bad_input_is_one_line_exit_1_and_nothing_submitted(tmp_path, fault):
     assert done.stderr.count("\n") == 1 and expected in done.stderr, done.stderr
     assert "submitted" not in done.stdout
     assert time.monotonic() - started < 20
+
+
+def test_the_sweep_is_dvcs_grid_with_names_from_the_settings():
+    from dl4cv.cluster.sweep import SweepError, grid
+
+    exps = grid([f"{LR}=0.01,0.02", "mlflow.register=[a,b]", "seed=1,2"])
+    assert [e.overrides for e in exps] == [
+        (f"{LR}=0.01", "mlflow.register=[a,b]", "seed=1"),
+        (f"{LR}=0.01", "mlflow.register=[a,b]", "seed=2"),
+        (f"{LR}=0.02", "mlflow.register=[a,b]", "seed=1"),
+        (f"{LR}=0.02", "mlflow.register=[a,b]", "seed=2"),
+    ]  # a bracketed list is one value, as in dvc exp run -S
+    names = [e.name for e in exps]
+    assert len(set(names)) == 4 and all(n.startswith("sweep-") for n in names)
+    assert names == [e.name for e in grid([f"{LR}=0.01,0.02", "mlflow.register=[a,b]", "seed=1,2"])]
+    with pytest.raises(SweepError, match="expected KEY=VALUE"):
+        grid(["no equals sign"])

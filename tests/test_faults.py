@@ -22,7 +22,15 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.dvc_repo import digits_params, make_repo, processes_in, run, stages_of
+from tests.dvc_repo import (
+    digits_params,
+    free_port,
+    make_repo,
+    processes_in,
+    run,
+    stages_of,
+    user_env,
+)
 from tests.test_team import point_at_remote, sshd  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
@@ -50,14 +58,6 @@ def shallownet(epochs: int, batch_size: int) -> dict:
             "train": {"batch_size": batch_size, "epochs": epochs, "checkpoint_interval_s": 0},
         }
     }
-
-
-def user_env(**extra: str) -> dict[str, str]:
-    """The environment a user's `dvc` runs in: no test settings for MLflow or dl4cv."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DL4CV_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["DL4CV_WARM"] = "0"
-    return env | extra
 
 
 def read_json(path: Path) -> dict:
@@ -118,14 +118,6 @@ class MlflowServer:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

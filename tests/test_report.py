@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from dl4cv import report, tracking
 from dl4cv.config import ConfigError, load_params, parse_params
 from tests.conftest import REPO, toy_params
+from tests.test_tracking import dead_store
 
 SCRIPT = "<script>alert('x')</script>"
 
@@ -444,6 +445,27 @@ def test_run_writes_the_report_and_logs_it(in_tmp, mlflow_store, figures_file):
     assert run.data.params["profile"] == "book"
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
     assert logged == {"report/book.md", "report/book.html", "report/book.json"}
+
+
+def test_with_the_store_down_the_report_lists_what_waits(in_tmp, figures_file, monkeypatch, caplog):
+    """The tracking server is unreachable: the report is still written, without the seed spread
+    (said once), and lists the MLflow records that wait in the journal for `sync`."""
+    (in_tmp / "book").mkdir()
+    (in_tmp / "book" / "figures.yaml").write_text(figures_file.read_text())
+    write_records(in_tmp / "reports" / "experiments")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead_store())
+    with tracking.run("lenet_mnist"):  # a training whose record the store could not take
+        tracking.log_metrics({"val_accuracy": 0.9}, step=1)
+    params = parse_params(toy_params({}))
+    with caplog.at_level("WARNING"):
+        report.run(params)
+    book = json.loads((in_tmp / "reports" / "book.json").read_text())
+    assert [u.split()[0] for u in book["mlflow_unsent"]] == ["lenet_mnist"]
+    assert "seeds" not in book
+    md = (in_tmp / "reports" / "book.md").read_text()
+    assert f"## {report.UNSENT}" in md and "python -m dl4cv.tracking sync" in md
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("seed spread left out" in m for m in said) == 1, said
 
 
 def test_headlines_are_the_only_numbers_dvc_sees(tmp_path):

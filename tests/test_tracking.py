@@ -305,7 +305,7 @@ def test_a_store_that_never_answers_costs_one_timeout(in_tmp, monkeypatch, caplo
                 tracking.log_metrics({"loss": 1 / step}, step=step)
         seconds = time.monotonic() - started
     assert active.run_id is None
-    assert seconds < 8, seconds  # one 2 s timeout: not one per call (5 calls), nor retries
+    assert seconds < 3.8, seconds  # one 2 s timeout: not one per call (5 calls), nor a retry
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "timed out" in warnings[0], warnings
     assert [e.start()["name"] for e in tracking.pending()] == ["hung"]
