@@ -264,7 +264,7 @@ def test_ints_are_accepted_for_floats_and_stored_as_floats():
         (
             lambda r: set_key(r, "datasets.mnist.subset", {"max_train": "all"}),
             "datasets.mnist.subset.max_train",
-            "expected an integer, got 'all' (str) or expected null",
+            "expected an integer or null, got 'all' (str)",
         ),
         (
             lambda r: set_key(r, "datasets.mnist.source.classes", {"a": 1}),

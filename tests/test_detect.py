@@ -309,7 +309,7 @@ def test_detect_config_errors_name_the_key():
         ({"video": "webcam:0"}, r"detect\.max_frames: a webcam never ends"),
         ({"video": "webcam:front"}, r"detect\.video: expected webcam:<index>"),
         ({"cascade": {"min_size": [30]}}, r"detect\.cascade\.min_size: expected \[width"),
-        ({"demo": {"margin": -1}}, r"detect\.demo\.margin/fps"),
+        ({"demo": {"margin": -1}}, r"detect\.demo\.margin: expected a number >= 0, got -1\.0"),
     ):
         raw = toy_params({})
         raw["detect"] = detect

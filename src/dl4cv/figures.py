@@ -3,25 +3,26 @@ and the rule that decides whether ours match them. Read by the report and the se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import Field
 
 from dl4cv.config import ConfigError, build
+from dl4cv.config.base import KEY, Chapter, Number, keyed, spec
 
 FIGURES_FILE = Path("book") / "figures.yaml"
 
 
-@dataclass(frozen=True)
+@spec
 class Comparison:
     """One of the book's numbers and the rule that decides whether ours matches it."""
 
     metric: str  # dotted path into metrics.json, e.g. per_class.panda.precision
     compare: Literal["at_least", "at_most", "equal", "info"]
-    book: float | str | None = None  # null: an `info` row that only shows our number
-    tolerance: float = 0.0
+    book: Number | str | None = None  # null: an `info` row that only shows our number
+    tolerance: Number = Field(0.0, ge=0)
     note: str = ""
 
     def __post_init__(self) -> None:
@@ -30,8 +31,6 @@ class Comparison:
                 f"metric: expected a dotted path such as per_class.panda.precision, "
                 f"got {self.metric!r}"
             )
-        if self.tolerance < 0:
-            raise ConfigError(f"tolerance: expected a number >= 0, got {self.tolerance}")
         if self.compare != "info" and self.book is None:
             raise ConfigError(
                 f"book: compare: {self.compare} needs the book's value "
@@ -43,22 +42,22 @@ class Comparison:
             )
 
 
-@dataclass(frozen=True)
+@spec
 class BookEntry:
     """One pipeline experiment as the book reports it."""
 
-    id: str = field(metadata={"from_key": True})
+    id: Annotated[str, KEY]
     book_id: str  # the book's experiment; several pipeline ids may share one
-    chapter: int
+    chapter: Chapter
     title: str
     book_figure: str  # what the book shows, in words
     data_note: str | None = None  # where our copy of the data differs from the book's
     comparisons: tuple[Comparison, ...] = ()
 
 
-@dataclass(frozen=True)
+@spec
 class Figures:
-    experiments: dict[str, BookEntry]
+    experiments: keyed(BookEntry)
 
 
 def load_figures(path: str | Path = FIGURES_FILE) -> dict[str, BookEntry]:
