@@ -3,4 +3,4 @@
 from dl4cv.pipeline.cli import main
 
 if __name__ == "__main__":
-    main("report", "dl4cv.report")
+    main("report", "dl4cv.report.book")

@@ -17,8 +17,10 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from dl4cv import report, tracking
+from dl4cv import tracking
 from dl4cv.config import ConfigError, load_params, parse_params
+from dl4cv.report import book as report_stage
+from dl4cv.report import render, verdicts
 from tests.conftest import REPO, toy_params
 from tests.test_tracking import dead_store
 
@@ -245,32 +247,34 @@ def figures_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def rows(tmp_path: Path, figures_file: Path) -> dict[str, report.Row]:
+def rows(tmp_path: Path, figures_file: Path) -> dict[str, verdicts.Row]:
     experiments = tmp_path / "experiments"
     write_records(experiments)
-    built = report.build_rows(report.load_figures(figures_file), experiments, {"declared_only": 11})
+    built = verdicts.build_rows(
+        report_stage.load_figures(figures_file), experiments, {"declared_only": 11}
+    )
     return {row.id: row for row in built}
 
 
-def comparison(row: report.Row, metric: str) -> report.ComparisonResult:
+def comparison(row: verdicts.Row, metric: str) -> verdicts.ComparisonResult:
     return next(r for r in row.comparisons if r.metric == metric)
 
 
 def test_verdicts(rows):
     assert {exp_id: row.verdict for exp_id, row in rows.items()} == {
-        "within": report.REPRODUCED,
-        "under": report.NOT_REPRODUCED,
-        "quick_run": report.QUICK,
-        "absent": report.MISSING,
-        "garbled": report.UNREADABLE,
-        "info_only": report.NOT_COMPARABLE,
-        "exact": report.REPRODUCED,
-        "diverged": report.NOT_REPRODUCED,
-        "lacking": report.NOT_COMPARABLE,
-        "skipped_stage": report.NOT_COMPARABLE,
-        "stray": report.NOT_COMPARABLE,
-        "benched": report.OUTSIDE,
-        "declared_only": report.MISSING,
+        "within": verdicts.REPRODUCED,
+        "under": verdicts.NOT_REPRODUCED,
+        "quick_run": verdicts.QUICK,
+        "absent": verdicts.MISSING,
+        "garbled": verdicts.UNREADABLE,
+        "info_only": verdicts.NOT_COMPARABLE,
+        "exact": verdicts.REPRODUCED,
+        "diverged": verdicts.NOT_REPRODUCED,
+        "lacking": verdicts.NOT_COMPARABLE,
+        "skipped_stage": verdicts.NOT_COMPARABLE,
+        "stray": verdicts.NOT_COMPARABLE,
+        "benched": verdicts.OUTSIDE,
+        "declared_only": verdicts.MISSING,
     }
     assert "bench/gpu_cifar10.py" in rows["benched"].reason
     assert "metrics.json" in rows["garbled"].reason
@@ -278,7 +282,7 @@ def test_verdicts(rows):
     assert "no entry" in rows["stray"].reason
     assert "quick" in rows["quick_run"].reason
     assert rows["skipped_stage"].reason == "its stage skipped it: weights not found"
-    assert comparison(rows["skipped_stage"], "images").verdict == report.NOT_COMPARABLE
+    assert comparison(rows["skipped_stage"], "images").verdict == verdicts.NOT_COMPARABLE
 
 
 def test_differences_and_comparison_verdicts(rows):
@@ -292,23 +296,23 @@ def test_differences_and_comparison_verdicts(rows):
         pytest.approx(-3.82),
     )
     under = comparison(rows["under"], "precision_weighted")
-    assert (under.verdict, under.difference) == (report.NOT_REPRODUCED, pytest.approx(-0.029))
+    assert (under.verdict, under.difference) == (verdicts.NOT_REPRODUCED, pytest.approx(-0.029))
     # 0.8018 is 0.0218 below 0.8236: just past the tolerance.
-    assert comparison(rows["under"], "accuracy").verdict == report.NOT_REPRODUCED
+    assert comparison(rows["under"], "accuracy").verdict == verdicts.NOT_REPRODUCED
     # A quick record is never judged, but its numbers and difference are still shown.
     quick = comparison(rows["quick_run"], "precision_weighted")
-    assert (quick.verdict, quick.difference) == (report.QUICK, pytest.approx(0.01))
+    assert (quick.verdict, quick.difference) == (verdicts.QUICK, pytest.approx(0.01))
     exact = rows["exact"]
-    assert [r.verdict for r in exact.comparisons] == [report.REPRODUCED] * 6
+    assert [r.verdict for r in exact.comparisons] == [verdicts.REPRODUCED] * 6
     assert comparison(exact, "hinge.cat").difference == pytest.approx(-0.002)
     assert comparison(exact, "per_class.panda.precision").ours == 0.8198
     assert comparison(exact, "predicted").difference is None
     nan = comparison(rows["diverged"], "final_loss")
-    assert (nan.verdict, nan.difference) == (report.NOT_REPRODUCED, None)
-    assert comparison(rows["garbled"], "accuracy").verdict == report.UNREADABLE
-    assert comparison(rows["absent"], "precision_weighted").verdict == report.MISSING
+    assert (nan.verdict, nan.difference) == (verdicts.NOT_REPRODUCED, None)
+    assert comparison(rows["garbled"], "accuracy").verdict == verdicts.UNREADABLE
+    assert comparison(rows["absent"], "precision_weighted").verdict == verdicts.MISSING
     lacking = comparison(rows["lacking"], "best_val_loss")
-    assert (lacking.ours, lacking.verdict) == (None, report.NOT_COMPARABLE)
+    assert (lacking.ours, lacking.verdict) == (None, verdicts.NOT_COMPARABLE)
     assert "no such metric" in lacking.note
 
 
@@ -328,23 +332,27 @@ def test_row_fields(rows):
 
 
 def test_equal_tolerance_edges(figures_file):
-    figures = report.load_figures(figures_file)
+    figures = report_stage.load_figures(figures_file)
     hinge = next(c for c in figures["exact"].comparisons if c.metric == "hinge.cat")
-    assert report.judge(hinge, {"hinge": {"cat": 5.965}}).verdict == report.REPRODUCED
-    assert report.judge(hinge, {"hinge": {"cat": 5.966}}).verdict == report.NOT_REPRODUCED
-    assert report.judge(hinge, {"hinge": {"cat": 5.954}}).verdict == report.NOT_REPRODUCED
+    assert verdicts.judge(hinge, {"hinge": {"cat": 5.965}}).verdict == verdicts.REPRODUCED
+    assert verdicts.judge(hinge, {"hinge": {"cat": 5.966}}).verdict == verdicts.NOT_REPRODUCED
+    assert verdicts.judge(hinge, {"hinge": {"cat": 5.954}}).verdict == verdicts.NOT_REPRODUCED
     # 0.52 - 0.05 is 0.47000000000000003 in binary floating point: 0.47 must still pass.
-    edge = report.Comparison(metric="accuracy", compare="at_least", book=0.52, tolerance=0.05)
-    assert report.judge(edge, {"accuracy": 0.47}).verdict == report.REPRODUCED
-    assert report.judge(edge, {"accuracy": 0.4699}).verdict == report.NOT_REPRODUCED
+    edge = verdicts.Comparison(metric="accuracy", compare="at_least", book=0.52, tolerance=0.05)
+    assert verdicts.judge(edge, {"accuracy": 0.47}).verdict == verdicts.REPRODUCED
+    assert verdicts.judge(edge, {"accuracy": 0.4699}).verdict == verdicts.NOT_REPRODUCED
     headline = figures["under"].comparisons[0]
-    assert report.judge(headline, {"precision_weighted": 0.81}).verdict == report.REPRODUCED
-    assert report.judge(headline, {"precision_weighted": 0.8099}).verdict == report.NOT_REPRODUCED
-    assert report.judge(headline, {"precision_weighted": "0.9"}).verdict == report.NOT_COMPARABLE
+    assert verdicts.judge(headline, {"precision_weighted": 0.81}).verdict == verdicts.REPRODUCED
+    assert (
+        verdicts.judge(headline, {"precision_weighted": 0.8099}).verdict == verdicts.NOT_REPRODUCED
+    )
+    assert (
+        verdicts.judge(headline, {"precision_weighted": "0.9"}).verdict == verdicts.NOT_COMPARABLE
+    )
 
 
 def test_markdown_table(rows):
-    text = report.render_markdown(list(rows.values()), "book", "book/figures.yaml")
+    text = render.render_markdown(list(rows.values()), "book", "book/figures.yaml")
     lines = text.splitlines()
     assert (
         "| 12 | within | precision_weighted | 0.71 | 0.697 | -0.0130 | ≥ book - 0.02 | "
@@ -395,11 +403,11 @@ def test_markdown_table(rows):
 
 def test_html_embeds_the_curves_and_escapes_text(rows, tmp_path):
     png = (tmp_path / "experiments" / "within" / "curves.png").read_bytes()
-    page = report.render_html(list(rows.values()), "book", "book/figures.yaml")
+    page = render.render_html(list(rows.values()), "book", "book/figures.yaml")
     assert f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}" in page
     assert page.count("data:image/png;base64,") == 1  # the GIF posing as curves.png is left out
     assert SCRIPT not in page and "<script" not in page
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert 'class="v-not-reproduced"' in page and 'class="v-reproduced"' in page
     # Self-contained: nothing fetched from elsewhere.
@@ -413,18 +421,18 @@ def test_run_writes_the_report_and_logs_it(in_tmp, mlflow_store, figures_file):
     params = parse_params(
         toy_params({"declared_only": {"chapter": 3, "dataset": "toy", "model": {"name": "knn"}}})
     )
-    groups = report.run(params)
-    assert groups[report.MISSING] == ["declared_only", "absent"]  # chapter 3 before 7
+    groups = report_stage.run(params)
+    assert groups[verdicts.MISSING] == ["declared_only", "absent"]  # chapter 3 before 7
     book = json.loads((in_tmp / "reports" / "book.json").read_text())  # strict JSON: no NaN
     assert book["summary"] == {
-        report.REPRODUCED: 2,
-        report.NOT_REPRODUCED: 2,
-        report.NOT_COMPARABLE: 4,
-        report.QUICK: 1,
-        report.OUTSIDE: 1,
-        report.WAITING: 0,
-        report.MISSING: 2,
-        report.UNREADABLE: 1,
+        verdicts.REPRODUCED: 2,
+        verdicts.NOT_REPRODUCED: 2,
+        verdicts.NOT_COMPARABLE: 4,
+        verdicts.QUICK: 1,
+        verdicts.OUTSIDE: 1,
+        verdicts.WAITING: 0,
+        verdicts.MISSING: 2,
+        verdicts.UNREADABLE: 1,
     }
     by_id = {row["id"]: row for row in book["experiments"]}
     assert (by_id["declared_only"]["chapter"], by_id["declared_only"]["verdict"]) == (3, "missing")
@@ -458,12 +466,12 @@ def test_with_the_store_down_the_report_lists_what_waits(in_tmp, figures_file, m
         tracking.log_metrics({"val_accuracy": 0.9}, step=1)
     params = parse_params(toy_params({}))
     with caplog.at_level("WARNING"):
-        report.run(params)
+        report_stage.run(params)
     book = json.loads((in_tmp / "reports" / "book.json").read_text())
     assert [u.split()[0] for u in book["mlflow_unsent"]] == ["lenet_mnist"]
     assert "seeds" not in book
     md = (in_tmp / "reports" / "book.md").read_text()
-    assert f"## {report.UNSENT}" in md and "python -m dl4cv.tracking sync" in md
+    assert f"## {render.UNSENT}" in md and "python -m dl4cv.tracking sync" in md
     said = [r.getMessage() for r in caplog.records]
     assert sum("seed spread left out" in m for m in said) == 1, said
 
@@ -477,7 +485,7 @@ def test_headlines_are_the_only_numbers_dvc_sees(tmp_path):
     out = tmp_path / "metrics"
     out.mkdir()
     (out / "removed_since.json").write_text('{"accuracy": 1.0}')
-    report.write_headlines(experiments, out)
+    report_stage.write_headlines(experiments, out)
     written = {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
     assert written == {
         exp_id: {exp_id: numbers}
@@ -546,17 +554,17 @@ def test_a_bad_figures_file_names_the_file_the_id_and_the_key(tmp_path, change, 
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(figures))
     with pytest.raises(ConfigError) as info:
-        report.load_figures(path)
+        report_stage.load_figures(path)
     assert str(info.value).startswith(f"{path}: {expected}")
 
 
 def test_an_unreadable_figures_file(tmp_path):
     path = tmp_path / "figures.yaml"
     with pytest.raises(ConfigError, match="figures.yaml: not found"):
-        report.load_figures(path)
+        report_stage.load_figures(path)
     path.write_text("experiments: [unclosed\n")
     with pytest.raises(ConfigError, match="figures.yaml: not readable as YAML"):
-        report.load_figures(path)
+        report_stage.load_figures(path)
 
 
 def test_the_stage_fails_cleanly_on_a_bad_figures_file(in_tmp):
@@ -578,8 +586,8 @@ def test_the_stage_fails_cleanly_on_a_bad_figures_file(in_tmp):
 
 
 def test_the_repository_figures_cover_every_declared_experiment():
-    figures = report.load_figures(REPO / report.FIGURES_FILE)
-    declared = report.declared_chapters(load_params(REPO / "params.yaml"))
+    figures = report_stage.load_figures(REPO / report_stage.FIGURES_FILE)
+    declared = report_stage.declared_chapters(load_params(REPO / "params.yaml"))
     assert declared, "params.yaml declares no experiment"
     assert sorted(set(declared) - set(figures)) == []
     for exp_id, chapter in declared.items():

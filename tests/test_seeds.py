@@ -17,8 +17,8 @@ import yaml
 
 from dl4cv import tracking
 from dl4cv.config import parse_params
+from dl4cv.report import seeds as seed_report
 from dl4cv.seeds import queue as seeds
-from dl4cv.seeds import report as seed_report
 from dl4cv.seeds import runs as seed_runs
 from dl4cv.seeds import spread
 from dl4cv.tracking import run_record
@@ -101,7 +101,7 @@ def test_one_seed_has_no_sd_and_its_value_is_the_range():
 
 def test_the_curves_carry_the_books_accuracy_where_it_gives_one(tmp_path):
     """Validation-accuracy curves against the book's precision would compare unlike things."""
-    from dl4cv import report
+    from dl4cv.report import book as report_stage
     from dl4cv.seeds.runs import SeedRun, SeedRuns
 
     figures = yaml.safe_load(yaml.safe_dump(FIGURES))
@@ -121,7 +121,7 @@ def test_the_curves_carry_the_books_accuracy_where_it_gives_one(tmp_path):
         },
         [],
     )
-    section = seed_report.build(report.load_figures(path), runs)
+    section = seed_report.build(report_stage.load_figures(path), runs)
     lines = {e.id: e.book_line for e in section.experiments}
     assert lines["net"] == ("accuracy", 0.93)
     assert lines["mlp"] == ("precision_weighted", 0.57)  # no accuracy: its first figure
@@ -219,10 +219,11 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
     assert spread.RULE in md
 
     # The book report (report stage) carries the same section: book.md, book.html, book.json.
-    from dl4cv import report
+    from dl4cv.report import book as report_stage
+    from dl4cv.report import render
 
-    section = seed_report.build(report.load_figures("book/figures.yaml"), seed_runs.collect())
-    report.write_report([], in_tmp / "book-out", "book", "book/figures.yaml", section)
+    section = seed_report.build(report_stage.load_figures("book/figures.yaml"), seed_runs.collect())
+    render.write_report([], in_tmp / "book-out", "book", "book/figures.yaml", section)
     book_md = (in_tmp / "book-out" / "book.md").read_text()
     assert "| 12 | net | accuracy | 0.93 | 3 | 1, 2, 3 | 0.92 ± 0.02 | 0.9–0.94 |" in book_md
     assert spread.RULE in book_md

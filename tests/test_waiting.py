@@ -12,7 +12,6 @@ import cv2
 import pytest
 import yaml
 
-from dl4cv import report
 from dl4cv.config import ConfigError, parse_params
 from dl4cv.data import sources
 from dl4cv.data.formats import ProcessedDataset
@@ -22,6 +21,8 @@ from dl4cv.data.waiting import STATUS, DataWaiting, fix_for
 from dl4cv.fileio import read_json
 from dl4cv.paths import processed_file, raw_dir, split_file
 from dl4cv.pipeline import download, evaluate, exercise, predict, preprocess, split, train
+from dl4cv.report import book as report_stage
+from dl4cv.report import render, verdicts
 from tests.conftest import REPO, make_image_zip
 
 FIX = fix_for("animals")
@@ -209,24 +210,26 @@ def test_the_book_report_lists_what_waits_with_its_fix(tmp_path: Path):
         (experiments / exp_id).mkdir(parents=True)
         record = waiting.record(experiment=exp_id, chapter=chapter, profile="book")
         (experiments / exp_id / "metrics.json").write_text(json.dumps(record))
-    rows = report.build_rows(report.load_figures(REPO / "book" / "figures.yaml"), experiments)
+    rows = verdicts.build_rows(
+        report_stage.load_figures(REPO / "book" / "figures.yaml"), experiments
+    )
     by_id = {row.id: row for row in rows}
-    assert by_id["knn_animals"].verdict == report.WAITING == STATUS
+    assert by_id["knn_animals"].verdict == verdicts.WAITING == STATUS
     assert {c.verdict for c in by_id["knn_animals"].comparisons} == {STATUS}
-    assert by_id["shallownet_animals"].verdict == report.MISSING  # no record at all: missing
-    assert report.summarize(rows)[report.WAITING] == ["knn_animals", "linear_scoring"]
+    assert by_id["shallownet_animals"].verdict == verdicts.MISSING  # no record at all: missing
+    assert verdicts.summarize(rows)[verdicts.WAITING] == ["knn_animals", "linear_scoring"]
 
-    markdown = report.render_markdown(rows, "book", "figures.yaml")
+    markdown = render.render_markdown(rows, "book", "figures.yaml")
     section = markdown.split("## Not run: data missing\n", 1)[1].split("## Results")[0]
     assert f"| knn_animals | animals | `{FIX}` |" in section
     assert f"| linear_scoring | animals | `{FIX}` |" in section
-    page = report.render_html(rows, "book", "figures.yaml")
+    page = render.render_html(rows, "book", "figures.yaml")
     assert "<h2>Not run: data missing</h2>" in page and 'class="v-waiting-for-data"' in page
-    book = report.to_json(rows, "book", "figures.yaml")
+    book = render.to_json(rows, "book", "figures.yaml")
     assert book["not_run"] == [
         {"id": "knn_animals", "dataset": "animals", "waiting": FIX},
         {"id": "linear_scoring", "dataset": "animals", "waiting": FIX},
     ]
     assert book["summary"][STATUS] == 2
     nothing_waits = [row for row in rows if row.verdict != STATUS]
-    assert "Not run" not in report.render_markdown(nothing_waits, "book", "figures.yaml")
+    assert "Not run" not in render.render_markdown(nothing_waits, "book", "figures.yaml")

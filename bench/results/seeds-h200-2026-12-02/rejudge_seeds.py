@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from dl4cv import report
-from dl4cv.seeds import report as seed_report
+from dl4cv.report import book as report_stage
+from dl4cv.report import seeds as seed_report
 from dl4cv.seeds.runs import CURVE, SeedRun, SeedRuns
 
 
@@ -59,7 +59,7 @@ def runs_of(seeds_json: dict, db: Path) -> SeedRuns:
 def main(argv: list[str]) -> int:
     seeds_json, db, out = Path(argv[0]), Path(argv[1]), Path(argv[2])
     runs = runs_of(json.loads(seeds_json.read_text()), db)
-    section = seed_report.build(report.load_figures("book/figures.yaml"), runs)
+    section = seed_report.build(report_stage.load_figures("book/figures.yaml"), runs)
     for path in seed_report.write(section, out):
         print(path)
     return 0

@@ -9,8 +9,6 @@ reports/seeds.md, seeds.html, seeds.json and seeds/<id>.png.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import math
 from dataclasses import asdict, dataclass
@@ -19,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from dl4cv.data import waiting
 from dl4cv.fileio import atomic_path, write_json, write_text
+from dl4cv.report import html
+from dl4cv.report.tables import md
 from dl4cv.seeds import spread
 from dl4cv.seeds.runs import SeedRun, SeedRuns
 
@@ -214,10 +214,6 @@ def _outside_cells(run: SeedRun) -> list[str]:
     return [run.experiment, run.seed or "—", run.profile or "—", run.source or "—", run.run_id]
 
 
-def _md(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
-
-
 def markdown(section: Section, level: int = 2) -> str:
     h = "#" * level
     out = [f"{h} {TITLE}", "", f"Rule: {spread.RULE}", ""]
@@ -225,55 +221,34 @@ def markdown(section: Section, level: int = 2) -> str:
     if cells:
         out.append("| " + " | ".join(COLUMNS) + " |")
         out.append("|" + "---|" * len(COLUMNS))
-        out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in cells]
+        out += ["| " + " | ".join(md(c) for c in row) + " |" for row in cells]
     else:
         out.append("No book-profile pipeline run in the MLflow store yet.")
     if section.outside:
         out += ["", f"{h}# Runs outside the pipeline (not counted)", "", OUTSIDE_INTRO, ""]
         out.append("| " + " | ".join(OUTSIDE_COLUMNS) + " |")
         out.append("|" + "---|" * len(OUTSIDE_COLUMNS))
-        out += [
-            "| " + " | ".join(_md(c) for c in _outside_cells(r)) + " |" for r in section.outside
-        ]
+        out += ["| " + " | ".join(md(c) for c in _outside_cells(r)) + " |" for r in section.outside]
     return "\n".join(out)
 
 
-def _css(verdict: str) -> str:
-    return "v-reproduced" if verdict in spread.COVERED else "v-not-reproduced"
-
-
-def html_section(section: Section, plots: dict[str, bytes], links: dict[str, str]) -> str:
-    """The section as HTML: plots inlined (self-contained), each linked to its file when
-    `links` names one."""
-    e = html.escape
-    out = [f"<h2>{e(TITLE)}</h2>", f"<p>Rule: {e(spread.RULE)}</p>"]
-    cells = table_cells(section)
-    if cells:
-        out.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in COLUMNS) + "</tr>")
-        for row in cells:
-            tds = "".join(f"<td>{e(c)}</td>" for c in row)
-            out.append(f'<tr class="{_css(row[-1])}">{tds}</tr>')
-        out.append("</table>")
-    else:
-        out.append("<p>No book-profile pipeline run in the MLflow store yet.</p>")
-    for exp_id, png in plots.items():
-        data = base64.b64encode(png).decode("ascii")
-        alt = f"validation accuracy per seed of {e(exp_id)}"
-        img = f'<img alt="{alt}" src="data:image/png;base64,{data}">'
-        if exp_id in links:
-            img = f'<a href="{e(links[exp_id])}">{img}</a>'
-        caption = e(links.get(exp_id, exp_id))
-        out.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")
-    if section.outside:
-        out += [
-            "<h3>Runs outside the pipeline (not counted)</h3>",
-            f"<p>{e(OUTSIDE_INTRO)}</p>",
-            "<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in OUTSIDE_COLUMNS) + "</tr>",
-        ]
-        for run in section.outside:
-            out.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in _outside_cells(run)) + "</tr>")
-        out.append("</table>")
-    return "\n".join(out)
+def html_context(section: Section, plots: dict[str, bytes], links: dict[str, str]) -> dict:
+    """What templates/seeds_section.html.j2 shows: plots inlined (self-contained), each
+    linked to its file when `links` names one."""
+    return {
+        "title": TITLE,
+        "rule": spread.RULE,
+        "columns": COLUMNS,
+        "lines": [
+            ("v-reproduced" if row[-1] in spread.COVERED else "v-not-reproduced", row)
+            for row in table_cells(section)
+        ],
+        "plots": plots,
+        "links": links,
+        "outside_intro": OUTSIDE_INTRO,
+        "outside_columns": OUTSIDE_COLUMNS,
+        "outside": [_outside_cells(run) for run in section.outside],
+    }
 
 
 def to_json(section: Section) -> dict:
@@ -289,17 +264,6 @@ def to_json(section: Section) -> dict:
     }
 
 
-_PAGE_STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
-.v-reproduced { background: #e3f6e3; }
-.v-not-reproduced { background: #fbe3e3; }
-figure { display: inline-block; margin: 0.5em; }
-img { max-width: 640px; border: 1px solid #ddd; }
-"""
-
-
 def write(section: Section, out_dir: Path) -> list[Path]:
     """seeds.md, seeds.html, seeds.json and seeds/<id>.png in out_dir."""
     plots = section.plots()
@@ -310,12 +274,7 @@ def write(section: Section, out_dir: Path) -> list[Path]:
             tmp.write_bytes(png)
         paths.append(path)
     links = {exp_id: f"{PLOTS_DIR}/{exp_id}.png" for exp_id in plots}
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{TITLE}</title><style>{_PAGE_STYLE}</style></head><body>\n"
-        + html_section(section, plots, links)
-        + "\n</body></html>\n"
-    )
+    page = html.render("seeds.html.j2", title=TITLE, seeds=html_context(section, plots, links))
     paths += [out_dir / SEEDS_MD, out_dir / SEEDS_HTML, out_dir / SEEDS_JSON]
     write_text(paths[-3], markdown(section, level=1) + "\n")
     write_text(paths[-2], page)
