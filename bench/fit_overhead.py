@@ -20,7 +20,7 @@ import json, sys, numpy as np, keras
 from dl4cv.config import load_params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.splits import Split
-from dl4cv.paths import processed_file, split_file
+from dl4cv.runtime.paths import processed_file, split_file
 from dl4cv.training.fit import build_model
 from dl4cv.training.inputs import arrays_for
 from dl4cv.training.optimizers import build_optimizer

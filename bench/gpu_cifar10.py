@@ -155,7 +155,8 @@ def run_one(exp_id: str, settings: dict, params: Params, data, x_test, y_test, c
             if time.perf_counter() > DEADLINE:
                 self.model.stop_training = True
 
-    from dl4cv import backend, evaluation
+    from dl4cv import evaluation
+    from dl4cv.runtime import backend
     from dl4cv.training.fit import fit_keras
     from dl4cv.training.state import TrainingState
 

@@ -34,7 +34,7 @@ fi
 git config user.name bench && git config user.email bench@localhost  # dvc exp needs them
 
 clean() {
-    python3 -m dl4cv.warmstart stop >/dev/null 2>&1
+    python3 -m dl4cv.runtime.warmstart stop >/dev/null 2>&1
     rm -rf data models reports mlflow.db mlflow.db.lock mlartifacts dvc.lock .cache logs
     git checkout -q params.yaml
 }

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from dl4cv import evaluation
-from dl4cv.fileio import write_json
+from dl4cv.runtime.fileio import write_json
 
 
 def best_runs(files: list[Path]) -> dict[str, dict]:

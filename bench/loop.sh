@@ -48,7 +48,7 @@ run_logged() { "$@" 2>&1 | stamp >>"$log"; return "${PIPESTATUS[0]}"; }
 
 say "bench/loop.sh: $(git -C "$here" rev-parse --short HEAD), $(nproc) cores, venv $venv, mirror $mirror"
 say "work folder $work, raw log $log"
-python -m dl4cv.warmstart stop >/dev/null 2>&1 || true  # every figure starts without a server
+python -m dl4cv.runtime.warmstart stop >/dev/null 2>&1 || true  # every figure starts without a server
 
 # 1. make quick in a fresh clone
 git clone -q "$here" "$work/clone"
@@ -105,5 +105,5 @@ if [ "$ci" = 1 ]; then
     if run_logged env -u VENV CI=true bash .ci/run; then status=passed; else status=FAILED; fi
     say "CI=true bash .ci/run (fresh clone, install included): $(printf %.1f "$(took "$t")") s, $status"
 fi
-python -m dl4cv.warmstart stop >/dev/null 2>&1 || true
+python -m dl4cv.runtime.warmstart stop >/dev/null 2>&1 || true
 say "done"

@@ -31,7 +31,7 @@ busy() { awk '/^cpu / {print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8}' /proc/stat; 
 one() {  # one() NAME MAKE-ARGS...: make quick in a fresh clone; prints its wall seconds
     local name=$1; shift
     git clone -q "$here" "$work/$name"
-    python -m dl4cv.warmstart stop >/dev/null 2>&1 || true  # every run starts without a server
+    python -m dl4cv.runtime.warmstart stop >/dev/null 2>&1 || true  # every run starts without a server
     read -r b0 t0 < <(busy)
     local start end
     start=$(date +%s.%N)

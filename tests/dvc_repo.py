@@ -101,10 +101,10 @@ def warm_env(runtime: Path, mirror: Path | None = None) -> dict[str, str]:
 
 
 def warm_command(action: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """`python -m dl4cv.warmstart status|stop`, run as a stage would run it: same interpreter
-    on PATH, same environment, hence the same server."""
+    """`python -m dl4cv.runtime.warmstart status|stop`, run as a stage would run it: same
+    interpreter on PATH, same environment, hence the same server."""
     return subprocess.run(
-        ["python", "-m", "dl4cv.warmstart", action],
+        ["python", "-m", "dl4cv.runtime.warmstart", action],
         env=env,
         capture_output=True,
         text=True,

@@ -27,9 +27,9 @@ from dl4cv.captcha.segment import find_digits
 from dl4cv.captcha.solve import CaptchaSolver, draw_grid
 from dl4cv.config import CaptchaSegment, ConfigError, ImageSpec, parse_params
 from dl4cv.data.sources import DownloadError
-from dl4cv.fileio import read_json
-from dl4cv.paths import label_rejects_file, labels_file, raw_dir, report_dir
 from dl4cv.pipeline import annotate, captcha_download, captcha_preprocess, solve, split, train
+from dl4cv.runtime.fileio import read_json
+from dl4cv.runtime.paths import label_rejects_file, labels_file, raw_dir, report_dir
 from tests.conftest import REPO, toy_params
 
 CLASSES = list("123456789")

@@ -26,9 +26,9 @@ from dl4cv.detection import FaceDetector, SmileDetector, VideoError, detect_vide
 from dl4cv.detection import video as video_module
 from dl4cv.detection.demo import TruthFace, pick_faces, read_truth, score
 from dl4cv.detection.faces import GREEN, RED, Face
-from dl4cv.fileio import write_json
-from dl4cv.paths import model_dir, processed_file, raw_dir, report_dir, split_file
 from dl4cv.pipeline import detect as detect_stage
+from dl4cv.runtime.fileio import write_json
+from dl4cv.runtime.paths import model_dir, processed_file, raw_dir, report_dir, split_file
 from tests.conftest import encode, toy_params
 
 CLASSES = ["not_smiling", "smiling"]

@@ -18,9 +18,9 @@ from sklearn.datasets import load_digits
 from dl4cv.config import ConfigError, SplitSpec, Subset, load_params, parse_params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.splits import make_split
-from dl4cv.fileio import write_json
-from dl4cv.paths import processed_file, report_dir, split_file
 from dl4cv.pipeline import exercise as stage
+from dl4cv.runtime.fileio import write_json
+from dl4cv.runtime.paths import processed_file, report_dir, split_file
 from dl4cv.tracking import EXPERIMENT_NAME
 from tests.conftest import REPO, blob_image, toy_params
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from dl4cv import backend
 from dl4cv.config import ConfigError, ModelSpec, OptimizerSpec, parse_params
+from dl4cv.runtime import backend
 from dl4cv.training.fit import build_model, fit_keras, resolve
 from dl4cv.training.state import TrainingState
 from tests.conftest import toy_params

@@ -19,7 +19,7 @@ from dl4cv.config import Dataset, ImageSpec, Preprocess, Source, SplitSpec
 from dl4cv.data.formats import ProcessedDataset, read_raw, write_rejects
 from dl4cv.data.loaders import Reject
 from dl4cv.data.sources import DownloadError, Fetched, fetch, sha256sum
-from dl4cv.errors import DatasetError
+from dl4cv.runtime.errors import DatasetError
 from tests.conftest import blob_image, encode, make_image_zip
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer"]

@@ -36,7 +36,7 @@ SCRIPT = textwrap.dedent(
     import keras
     import numpy as np
 
-    from dl4cv import backend
+    from dl4cv.runtime import backend
     from dl4cv.training.fit import build_model, fit_keras
     from dl4cv.training.jax_epochs import fit_scan
     from dl4cv.training.state import resumable_state
@@ -203,7 +203,7 @@ CACHE_SCRIPT = textwrap.dedent(
 
     import numpy as np
 
-    from dl4cv import backend
+    from dl4cv.runtime import backend
     from dl4cv.training.fit import fit_keras
     from dl4cv.training.state import resumable_state
     from tests.test_checkpoints import tiny_arrays, tiny_experiment

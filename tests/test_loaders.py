@@ -20,8 +20,8 @@ from dl4cv.data.loaders import (
     ZipSource,
     layout_entries,
 )
-from dl4cv.errors import DatasetError
 from dl4cv.preprocessing import ImageDecoder, ImageToArrayPreprocessor, SimplePreprocessor
+from dl4cv.runtime.errors import DatasetError
 from tests.conftest import blob_image, encode
 
 SIZE = 16

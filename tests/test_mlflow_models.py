@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from dl4cv import paths
 from dl4cv.config import ConfigError, parse_params
 from dl4cv.pipeline import evaluate, train
+from dl4cv.runtime import paths
 from dl4cv.tracking import run_record
 from dl4cv.training.inputs import scale_pixels
 from tests.conftest import migrated_store

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dl4cv import paths
-from dl4cv.fileio import read_json, write_json
 from dl4cv.pipeline import evaluate, train
+from dl4cv.runtime import paths
+from dl4cv.runtime.fileio import read_json, write_json
 from dl4cv.training.checkpoints import BestCheckpoint, improvement_epoch
 from dl4cv.training.fit import IMPROVEMENTS_DIR
 from dl4cv.training.inputs import balanced_class_weights

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dl4cv.gpus import share_by_default
+from dl4cv.runtime.gpus import share_by_default
 from tests.dvc_repo import digits_params, make_repo, processes_in, run, stages_of
 
 # A stage that writes its name and its inputs' text after SLEEP seconds; FAIL=<name> fails it.

@@ -13,11 +13,11 @@ import keras
 import numpy as np
 import pytest
 
-from dl4cv import paths
 from dl4cv.config import ConfigError, parse_params
 from dl4cv.data.formats import ProcessedDataset
-from dl4cv.fileio import read_json
 from dl4cv.pipeline import predict, train
+from dl4cv.runtime import paths
+from dl4cv.runtime.fileio import read_json
 from dl4cv.training.inputs import scale_pixels
 from tests.conftest import blob_image, encode, migrated_store
 from tests.test_train_stage import DATASET, RAW_PARAMS, SHALLOW, write_project

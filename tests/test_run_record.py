@@ -20,8 +20,8 @@ from dl4cv import tracking
 from dl4cv.config import SplitSpec, Subset, parse_params
 from dl4cv.data.sources import Fetched
 from dl4cv.data.splits import make_split
-from dl4cv.fileio import write_json
-from dl4cv.paths import raw_dir, split_file
+from dl4cv.runtime.fileio import write_json
+from dl4cv.runtime.paths import raw_dir, split_file
 from dl4cv.tracking import run_record
 from tests.conftest import REPO, migrated_store, toy_params
 from tests.dvc_repo import make_repo

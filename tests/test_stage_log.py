@@ -65,7 +65,11 @@ def test_load_keras_keeps_only_the_load_notices_out(tmp_path: Path, level: str):
         "TF_CPP_MIN_LOG_LEVEL": level,
     }
     done = subprocess.run(
-        [sys.executable, "-c", "from dl4cv import backend; print(backend.load_keras().__file__)"],
+        [
+            sys.executable,
+            "-c",
+            "from dl4cv.runtime import backend; print(backend.load_keras().__file__)",
+        ],
         env=env,
         capture_output=True,
         text=True,

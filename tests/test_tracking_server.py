@@ -31,10 +31,11 @@ import psycopg2
 import pytest
 from mlflow import MlflowClient
 
-from dl4cv import backend, paths, tracking
+from dl4cv import tracking
 from dl4cv.config import parse_params
-from dl4cv.fileio import read_json
 from dl4cv.pipeline import download, evaluate, preprocess, split, train
+from dl4cv.runtime import backend, paths
+from dl4cv.runtime.fileio import read_json
 from dl4cv.tracking import store
 from tests.conftest import toy_params
 

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from dl4cv import backend, paths, tracking
+from dl4cv import tracking
 from dl4cv.config import ConfigError, Params, SplitSpec, Subset, parse_params
 from dl4cv.data.formats import ProcessedDataset, write_rejects
 from dl4cv.data.loaders import Reject
 from dl4cv.data.sources import Fetched, sha256sum
 from dl4cv.data.splits import Split, make_split
-from dl4cv.fileio import read_json, write_json
 from dl4cv.pipeline import evaluate, train
+from dl4cv.runtime import backend, paths
+from dl4cv.runtime.fileio import read_json, write_json
 from dl4cv.training.inputs import scale_pixels
 from dl4cv.training.predictions import PREDICT_BATCH, PREDICTIONS_FILE, Predictions
 from dl4cv.training.state import BEST_FILE, STATE_FILE

@@ -18,11 +18,11 @@ from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import MIRROR_ENV, DownloadError, dataset_mirror, fetch, read_descriptor
 from dl4cv.data.splits import Split
 from dl4cv.data.waiting import STATUS, DataWaiting, fix_for
-from dl4cv.fileio import read_json
-from dl4cv.paths import processed_file, raw_dir, split_file
 from dl4cv.pipeline import download, evaluate, exercise, predict, preprocess, split, train
 from dl4cv.report import book as report_stage
 from dl4cv.report import render, verdicts
+from dl4cv.runtime.fileio import read_json
+from dl4cv.runtime.paths import processed_file, raw_dir, split_file
 from tests.conftest import REPO, make_image_zip
 
 FIX = fix_for("animals")

@@ -132,7 +132,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict
         result = _run(["dvc", "exp", "run", "-S", "profile=quick"], repo, env)
         yield repo, env, result.stdout + result.stderr
     finally:
-        subprocess.run([sys.executable, "-m", "dl4cv.warmstart", "stop"], cwd=repo, env=env)
+        subprocess.run([sys.executable, "-m", "dl4cv.runtime.warmstart", "stop"], cwd=repo, env=env)
 
 
 def test_a_clone_without_animals_runs_the_rest_and_waits(fresh):

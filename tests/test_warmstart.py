@@ -55,13 +55,13 @@ def warm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("DL4CV_WARM_IDLE", "60")
     monkeypatch.setenv("PYTHONPATH", str(REPO / "src"))
     # A newcomer's shell: the variables dl4cv sets itself must key the server the same way for
-    # a stage and for `python -m dl4cv.warmstart`.
+    # a stage and for `python -m dl4cv.runtime.warmstart`.
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     work = tmp_path / "work"
     work.mkdir()
     (work / "script.py").write_text(SCRIPT)
     yield work
-    subprocess.run([sys.executable, "-m", "dl4cv.warmstart", "stop"], capture_output=True)
+    subprocess.run([sys.executable, "-m", "dl4cv.runtime.warmstart", "stop"], capture_output=True)
     shutil.rmtree(runtime, ignore_errors=True)
 
 
@@ -81,7 +81,9 @@ def wait_for_server(work: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         status = subprocess.run(
-            [sys.executable, "-m", "dl4cv.warmstart", "status"], capture_output=True, cwd=work
+            [sys.executable, "-m", "dl4cv.runtime.warmstart", "status"],
+            capture_output=True,
+            cwd=work,
         )
         if status.returncode == 0:
             return
@@ -166,7 +168,7 @@ def test_a_deep_runtime_folder_still_gets_a_server(warm, tmp_path, monkeypatch):
     wait_for_server(warm)
     assert run_script(warm, "ok").stdout.endswith("True\n")
     status = subprocess.run(
-        [sys.executable, "-m", "dl4cv.warmstart", "status"], capture_output=True, text=True
+        [sys.executable, "-m", "dl4cv.runtime.warmstart", "status"], capture_output=True, text=True
     )
     assert f"socket /tmp/dl4cv-warm-{os.getuid()}/" in status.stdout  # not under `deep`
 
@@ -176,7 +178,9 @@ def test_stop_ends_the_server_and_removes_its_socket(warm):
     wait_for_server(warm)
     sockets = list(Path(os.environ["XDG_RUNTIME_DIR"]).rglob("*.sock"))
     assert len(sockets) == 1
-    stop = subprocess.run([sys.executable, "-m", "dl4cv.warmstart", "stop"], capture_output=True)
+    stop = subprocess.run(
+        [sys.executable, "-m", "dl4cv.runtime.warmstart", "stop"], capture_output=True
+    )
     assert stop.returncode == 0 and b"warm server stopped" in stop.stdout
     deadline = time.monotonic() + 10
     while sockets[0].exists() and time.monotonic() < deadline:
@@ -189,7 +193,7 @@ def test_off_switch_runs_everything_cold(warm):
     for _ in range(2):
         result = run_script(warm, "ok", DL4CV_WARM="0")
         assert result.stdout.endswith("False\n")
-    status = subprocess.run([sys.executable, "-m", "dl4cv.warmstart", "status"], cwd=warm)
+    status = subprocess.run([sys.executable, "-m", "dl4cv.runtime.warmstart", "status"], cwd=warm)
     assert status.returncode == 1  # no server was ever started
 
 
@@ -244,7 +248,7 @@ def test_a_warm_training_equals_a_cold_one(warm, mlflow_store, monkeypatch):
 
 
 def test_a_runtime_folder_too_deep_for_a_socket_falls_back_to_tmp(monkeypatch):
-    from dl4cv import warmstart
+    from dl4cv.runtime import warmstart
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
     assert warmstart.runtime_dir() == Path("/run/user/0") / f"dl4cv-warm-{os.getuid()}"

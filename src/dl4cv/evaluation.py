@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import classification_report, confusion_matrix  # noqa: E402
 
-from dl4cv.fileio import atomic_path, write_text  # noqa: E402
+from dl4cv.runtime.fileio import atomic_path, write_text  # noqa: E402
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy")
 

@@ -30,9 +30,9 @@ from tqdm import tqdm
 from dl4cv.config import ConfigError, Dataset, Preprocess, load_params
 from dl4cv.data.loaders import Entry, FolderSource, ImageSource, ZipSource
 from dl4cv.data.sources import MANIFEST, sha256sum
-from dl4cv.fileio import atomic_path, write_json
-from dl4cv.paths import MIRROR
 from dl4cv.preprocessing import DecodeError, ImageDecoder
+from dl4cv.runtime.fileio import atomic_path, write_json
+from dl4cv.runtime.paths import MIRROR
 
 FORMAT = "image-folder-zip"  # the format this command writes: class folders in a zip
 BOOK_CLASSES = {"animals": ("cats", "dogs", "panda")}  # the class folders the book ships

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dl4cv.config import PARAMS_FILE
-from dl4cv.fileio import atomic_path
+from dl4cv.runtime.fileio import atomic_path
 
 QUICK = ("exp", "run", "--set-param", "profile=quick")
 

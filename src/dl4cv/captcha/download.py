@@ -36,8 +36,8 @@ from tqdm import tqdm
 from dl4cv.captcha.generator import CaptchaGenerator
 from dl4cv.config import CAPTCHA, CaptchaSource
 from dl4cv.data.sources import DownloadError, Fetched, TransientError, http_errors
-from dl4cv.fileio import atomic_path, read_json, write_json, write_text
 from dl4cv.preprocessing import DecodeError, ImageDecoder
+from dl4cv.runtime.fileio import atomic_path, read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dl4cv.captcha.segment import Box, SegmentationError, find_digits
 from dl4cv.config import CaptchaSegment
 from dl4cv.data.loaders import Reject
 from dl4cv.data.sources import DownloadError
-from dl4cv.fileio import write_text
 from dl4cv.preprocessing import DecodeError
+from dl4cv.runtime.fileio import write_text
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, Strict
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticKnownError
 
-from dl4cv.errors import InputError
+from dl4cv.runtime.errors import InputError
 
 PARAMS_FILE = "params.yaml"
 SEED_MAX = 2**32 - 1  # NumPy's and scikit-learn's seeds are unsigned 32-bit integers

@@ -27,9 +27,9 @@ from dl4cv.config import IMAGE_ZIPS, ImageSpec, Preprocess
 from dl4cv.data.loaders import LoadedImages, Reject, SimpleDatasetLoader, ZipSource
 from dl4cv.data.npz import PROCESSED, read_npz
 from dl4cv.data.sources import DownloadError, Fetched, sha256sum
-from dl4cv.errors import DatasetError
-from dl4cv.fileio import atomic_path, write_text
 from dl4cv.preprocessing import ImageDecoder, ImageToArrayPreprocessor, SimplePreprocessor
+from dl4cv.runtime.errors import DatasetError
+from dl4cv.runtime.fileio import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from dl4cv.errors import DatasetError
 from dl4cv.preprocessing import DecodeError, ImageDecoder
+from dl4cv.runtime.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from dl4cv.data.waiting import raise_if_waiting
-from dl4cv.errors import DatasetError
+from dl4cv.runtime.errors import DatasetError
 
 PROCESSED = "processed dataset"  # what the preprocess stage's .npz is called in messages
 

@@ -40,8 +40,8 @@ from tqdm import tqdm
 
 from dl4cv.config import IMAGE_ZIPS, ConfigError, Dataset, Source, build
 from dl4cv.data.waiting import raise_if_waiting
-from dl4cv.errors import InputError
-from dl4cv.fileio import atomic_path, remove_leftovers, write_json
+from dl4cv.runtime.errors import InputError
+from dl4cv.runtime.fileio import atomic_path, remove_leftovers, write_json
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dl4cv.errors import InputError
-from dl4cv.paths import MIRROR
+from dl4cv.runtime.errors import InputError
+from dl4cv.runtime.paths import MIRROR
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import numpy as np
 from dl4cv.config import DemoVideo
 from dl4cv.detection.faces import Face
 from dl4cv.detection.video import video_writer
-from dl4cv.fileio import write_text
+from dl4cv.runtime.fileio import write_text
 
 TRUTH_FIELDS = ["frame", "face", "x", "y", "w", "h", "label", "id"]
 DEMO_QUALITY = 95  # Motion-JPEG quality: the demo faces should reach the detector intact

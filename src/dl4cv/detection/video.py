@@ -21,7 +21,7 @@ import numpy as np
 
 from dl4cv.config import WEBCAM
 from dl4cv.detection.faces import Face, annotate
-from dl4cv.errors import InputError
+from dl4cv.runtime.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dl4cv.config import ConfigError, Exercise
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.splits import Split
 from dl4cv.evaluation import plt
-from dl4cv.fileio import atomic_path, read_json
-from dl4cv.paths import processed_file, split_file
+from dl4cv.runtime.fileio import atomic_path, read_json
+from dl4cv.runtime.paths import processed_file, split_file
 
 # The two-input truth tables of ch 10, rows in the book's order.
 BITS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)

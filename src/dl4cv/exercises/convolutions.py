@@ -11,8 +11,8 @@ import numpy as np
 from dl4cv.config import ConvolutionsSettings, Exercise, Params
 from dl4cv.evaluation import plt
 from dl4cv.exercises import Outcome, save_figure
-from dl4cv.fileio import atomic_path
 from dl4cv.preprocessing.convolution import KERNELS, convolve, opencv_convolve, to_uint8
+from dl4cv.runtime.fileio import atomic_path
 
 
 def sample_image(name: str) -> Path:

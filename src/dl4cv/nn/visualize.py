@@ -18,7 +18,7 @@ from typing import Literal
 import keras
 import numpy as np
 
-from dl4cv.fileio import atomic_path
+from dl4cv.runtime.fileio import atomic_path
 
 Renderer = Literal["graphviz", "matplotlib"]
 

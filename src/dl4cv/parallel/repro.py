@@ -30,10 +30,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dl4cv.fileio import write_json
-from dl4cv.gpus import find_gpus
 from dl4cv.parallel.plan import Plan, PlanError, critical_paths, make_plan
 from dl4cv.parallel.task import LOG_DIR, TOPIC, StageFailed, StageStopped, run_stages
+from dl4cv.runtime.fileio import write_json
+from dl4cv.runtime.gpus import find_gpus
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -19,7 +19,7 @@ from dl4cv.captcha.labels import LabelStore, labels_from_truth, segment_folder, 
 from dl4cv.config import CAPTCHA, Params
 from dl4cv.data.formats import write_rejects
 from dl4cv.data.sources import read_descriptor
-from dl4cv.paths import label_rejects_file, labels_file, raw_dir
+from dl4cv.runtime.paths import label_rejects_file, labels_file, raw_dir
 
 log = logging.getLogger(__name__)
 

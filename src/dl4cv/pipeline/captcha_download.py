@@ -9,7 +9,7 @@ from dl4cv.captcha import settings
 from dl4cv.captcha.download import fetch_captchas
 from dl4cv.config import CAPTCHA, Params
 from dl4cv.data.sources import Fetched
-from dl4cv.paths import raw_dir
+from dl4cv.runtime.paths import raw_dir
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,14 @@ from dl4cv.config import CAPTCHA, Params
 from dl4cv.data.formats import ProcessedDataset, write_rejects
 from dl4cv.data.loaders import Reject
 from dl4cv.data.sources import DownloadError, read_descriptor, sha256sum
-from dl4cv.paths import label_rejects_file, labels_file, processed_file, raw_dir, rejects_file
 from dl4cv.preprocessing import AspectAwarePreprocessor, DecodeError, ImageToArrayPreprocessor
+from dl4cv.runtime.paths import (
+    label_rejects_file,
+    labels_file,
+    processed_file,
+    raw_dir,
+    rejects_file,
+)
 
 log = logging.getLogger(__name__)
 

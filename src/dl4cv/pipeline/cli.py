@@ -15,8 +15,8 @@ import logging
 import re
 import sys
 
-from dl4cv import warmstart
-from dl4cv.errors import InputError
+from dl4cv.runtime import warmstart
+from dl4cv.runtime.errors import InputError
 
 
 def main(stage: str, target: str, what: str | None = None, many: bool = False) -> None:

@@ -19,7 +19,7 @@ from collections import Counter
 import cv2
 import numpy as np
 
-from dl4cv import backend, tracking
+from dl4cv import tracking
 from dl4cv.config import IMAGE_ZIPS, WEBCAM, ConfigError, Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.loaders import Entry, ZipSource
@@ -28,9 +28,17 @@ from dl4cv.data.splits import Split
 from dl4cv.detection import FaceDetector, SmileDetector, detect_video, open_capture
 from dl4cv.detection.demo import build_demo_video, pick_faces, read_truth, score, truth_file
 from dl4cv.detection.faces import SMILING
-from dl4cv.fileio import read_json, write_json, write_text
-from dl4cv.paths import demo_video, model_dir, processed_file, raw_dir, report_dir, split_file
 from dl4cv.pipeline.train import FINAL_KERAS, RUN_FILE
+from dl4cv.runtime import backend
+from dl4cv.runtime.fileio import read_json, write_json, write_text
+from dl4cv.runtime.paths import (
+    demo_video,
+    model_dir,
+    processed_file,
+    raw_dir,
+    report_dir,
+    split_file,
+)
 from dl4cv.tracking import run_record
 from dl4cv.training.state import BEST_FILE
 

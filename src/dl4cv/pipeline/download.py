@@ -12,8 +12,8 @@ import logging
 from dl4cv.config import Params
 from dl4cv.data.sources import DESCRIPTOR, Fetched, NoSource, dataset_mirror, fetch
 from dl4cv.data.waiting import DataWaiting, fix_for
-from dl4cv.fileio import write_json
-from dl4cv.paths import raw_dir
+from dl4cv.runtime.fileio import write_json
+from dl4cv.runtime.paths import raw_dir
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import numpy as np
 from dl4cv import evaluation, tracking
 from dl4cv.config import ConfigError, Params
 from dl4cv.data.waiting import DataWaiting, raise_if_waiting
-from dl4cv.fileio import read_json, write_json, write_text
-from dl4cv.paths import HISTORY_FILE, RUN_FILE, model_dir, report_dir
+from dl4cv.runtime.fileio import read_json, write_json, write_text
+from dl4cv.runtime.paths import HISTORY_FILE, RUN_FILE, model_dir, report_dir
 from dl4cv.tracking import run_record
 from dl4cv.training.predictions import PREDICTIONS_FILE, Predictions
 

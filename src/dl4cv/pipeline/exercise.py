@@ -29,8 +29,8 @@ from dl4cv.exercises.descent import gradient_descent, regularization
 from dl4cv.exercises.diagram import visualize
 from dl4cv.exercises.networks import neural_network, perceptron
 from dl4cv.exercises.scoring import linear_scoring, losses_worked
-from dl4cv.fileio import write_json, write_text
-from dl4cv.paths import processed_file, report_dir
+from dl4cv.runtime.fileio import write_json, write_text
+from dl4cv.runtime.paths import processed_file, report_dir
 from dl4cv.tracking import run_record
 
 log = logging.getLogger(__name__)

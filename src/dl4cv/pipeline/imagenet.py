@@ -17,11 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dl4cv import backend, tracking
+from dl4cv import tracking
 from dl4cv.config import ConfigError, ImageNet, Params
 from dl4cv.data.formats import write_rejects
 from dl4cv.data.loaders import Reject
-from dl4cv.fileio import write_json, write_text
 from dl4cv.imagenet import (
     NETWORKS,
     ImageNetClassifier,
@@ -33,7 +32,9 @@ from dl4cv.imagenet import (
     locate_files,
     read_images,
 )
-from dl4cv.paths import report_dir
+from dl4cv.runtime import backend
+from dl4cv.runtime.fileio import write_json, write_text
+from dl4cv.runtime.paths import report_dir
 from dl4cv.tracking import run_record
 
 log = logging.getLogger(__name__)

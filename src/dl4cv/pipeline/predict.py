@@ -18,15 +18,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dl4cv import backend, tracking
+from dl4cv import tracking
 from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor
 from dl4cv.data.splits import Split
 from dl4cv.data.waiting import DataWaiting
-from dl4cv.fileio import atomic_path, read_json, write_json, write_text
-from dl4cv.paths import model_dir, processed_file, raw_dir, report_dir, split_file
 from dl4cv.pipeline.train import FINAL_KERAS
+from dl4cv.runtime import backend
+from dl4cv.runtime.fileio import atomic_path, read_json, write_json, write_text
+from dl4cv.runtime.paths import model_dir, processed_file, raw_dir, report_dir, split_file
 from dl4cv.tracking import run_record
 from dl4cv.training.inputs import scale_pixels
 

@@ -11,8 +11,8 @@ from dl4cv.config import ImageSpec, Params
 from dl4cv.data.formats import ProcessedDataset, read_raw, write_rejects
 from dl4cv.data.sources import read_descriptor
 from dl4cv.data.waiting import KEY, DataWaiting
-from dl4cv.fileio import atomic_path
-from dl4cv.paths import processed_file, raw_dir, rejects_file
+from dl4cv.runtime.fileio import atomic_path
+from dl4cv.runtime.paths import processed_file, raw_dir, rejects_file
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,16 @@ import time
 import cv2
 import numpy as np
 
-from dl4cv import backend, evaluation, tracking
+from dl4cv import evaluation, tracking
 from dl4cv.captcha import settings
 from dl4cv.captcha.generator import CaptchaGenerator
 from dl4cv.captcha.solve import CaptchaSolver, Solution, draw_grid
 from dl4cv.config import CAPTCHA, Params
 from dl4cv.data.formats import ProcessedDataset
-from dl4cv.fileio import atomic_path, read_json, write_json, write_text
-from dl4cv.paths import model_dir, processed_file, report_dir
 from dl4cv.pipeline.train import FINAL_KERAS, RUN_FILE
+from dl4cv.runtime import backend
+from dl4cv.runtime.fileio import atomic_path, read_json, write_json, write_text
+from dl4cv.runtime.paths import model_dir, processed_file, report_dir
 from dl4cv.tracking import run_record
 from dl4cv.training.predictions import PREDICT_BATCH
 from dl4cv.training.state import BEST_FILE

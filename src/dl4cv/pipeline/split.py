@@ -8,8 +8,8 @@ from dl4cv.config import Params
 from dl4cv.data.npz import PROCESSED, read_npz
 from dl4cv.data.splits import Split, make_split
 from dl4cv.data.waiting import DataWaiting
-from dl4cv.fileio import write_json
-from dl4cv.paths import processed_file, split_file
+from dl4cv.runtime.fileio import write_json
+from dl4cv.runtime.paths import processed_file, split_file
 
 log = logging.getLogger(__name__)
 

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING
 import joblib
 import numpy as np
 
-from dl4cv import backend, nn, tracking, training
+from dl4cv import nn, tracking, training
 from dl4cv.config import Params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.sources import read_descriptor, sha256sum
 from dl4cv.data.splits import Split
 from dl4cv.data.waiting import DataWaiting
-from dl4cv.fileio import atomic_path, read_json, write_json
-from dl4cv.paths import (
+from dl4cv.runtime import backend
+from dl4cv.runtime.fileio import atomic_path, read_json, write_json
+from dl4cv.runtime.paths import (
     HISTORY_FILE,
     RUN_FILE,
     model_dir,

@@ -17,12 +17,12 @@ from pathlib import Path
 from dl4cv import tracking
 from dl4cv.config import Params
 from dl4cv.figures import FIGURES_FILE, BookEntry, load_figures
-from dl4cv.fileio import write_json
-from dl4cv.paths import REPORTS
 from dl4cv.report.render import UNSENT, write_report
 from dl4cv.report.seeds import Section
 from dl4cv.report.seeds import build as build_seeds
 from dl4cv.report.verdicts import build_rows, read_record, slug, summarize
+from dl4cv.runtime.fileio import write_json
+from dl4cv.runtime.paths import REPORTS
 from dl4cv.seeds import runs as seed_runs
 from dl4cv.seeds.spread import is_number
 from dl4cv.tracking import run_record

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from dl4cv import tracking
-from dl4cv.fileio import write_json, write_text
 from dl4cv.report import html
 from dl4cv.report.seeds import Section, html_context, markdown
 from dl4cv.report.seeds import to_json as seeds_json
 from dl4cv.report.tables import COLUMNS, md, notes, table_cells
 from dl4cv.report.verdicts import NOT_RUN, Row, summarize, waiting_rows
+from dl4cv.runtime.fileio import write_json, write_text
 
 BOOK_MD = "book.md"
 BOOK_HTML = "book.html"

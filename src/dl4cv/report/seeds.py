@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dl4cv.data import waiting
-from dl4cv.fileio import atomic_path, write_json, write_text
 from dl4cv.report import html
 from dl4cv.report.tables import md
+from dl4cv.runtime.fileio import atomic_path, write_json, write_text
 from dl4cv.seeds import spread
 from dl4cv.seeds.runs import SeedRun, SeedRuns
 

@@ -36,9 +36,9 @@ from dl4cv import tracking
 from dl4cv.cluster import submit as cluster
 from dl4cv.cluster.sweep import Experiment
 from dl4cv.config import ConfigError
-from dl4cv.gpus import find_gpus, gpu_memory_gib
-from dl4cv.paths import REPORTS
 from dl4cv.report import seeds as seed_report
+from dl4cv.runtime.gpus import find_gpus, gpu_memory_gib
+from dl4cv.runtime.paths import REPORTS
 from dl4cv.seeds import runs as seed_runs
 
 PROFILES = ("book", "quick")

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dl4cv.paths import repo_root
+from dl4cv.runtime.paths import repo_root
 from dl4cv.tracking.journal import JOURNAL_DIR, Entry, entries, now_ms
 from dl4cv.tracking.store import ARTIFACTS_DIR, EXPERIMENT_NAME, tracking_uri
 

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from dl4cv.fileio import write_json
-from dl4cv.paths import repo_root
+from dl4cv.runtime.fileio import write_json
+from dl4cv.runtime.paths import repo_root
 
 JOURNAL_DIR = "mlflow-journal"
 OPS_FILE = "ops.jsonl"

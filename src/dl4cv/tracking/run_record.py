@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from dl4cv import tracking
 from dl4cv.data.sources import DESCRIPTOR, Fetched, read_descriptor
 from dl4cv.data.splits import Split
-from dl4cv.fileio import read_json
-from dl4cv.paths import raw_dir, split_file
+from dl4cv.runtime.fileio import read_json
+from dl4cv.runtime.paths import raw_dir, split_file
 from dl4cv.tracking.datasets import input_op
 
 if TYPE_CHECKING:

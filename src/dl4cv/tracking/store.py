@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dl4cv.paths import repo_root
+from dl4cv.runtime.paths import repo_root
 
 EXPERIMENT_NAME = "dl4cv"
 ARTIFACTS_DIR = "mlartifacts"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import keras
 
-from dl4cv.fileio import atomic_path
+from dl4cv.runtime.fileio import atomic_path
 from dl4cv.training.state import TrainingState, keep_spare
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     of training and from the last save) and always after the last epoch, or at the end of a
     training stopped early: a kill loses at most that much training. `clock` is the time
     source (seconds, monotonic). `spare`: a folder kept as a copy of `directory` (see
-    dl4cv.paths.spare_resume_dir).
+    dl4cv.runtime.paths.spare_resume_dir).
     """
 
     def __init__(

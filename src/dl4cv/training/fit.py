@@ -15,10 +15,10 @@ from pathlib import Path
 
 import keras
 
-from dl4cv import backend
 from dl4cv.config import ConfigError, Experiment, ModelSpec
 from dl4cv.nn.conv import LeNet, MiniVGGNet, ShallowNet
 from dl4cv.nn.mlp import MLP
+from dl4cv.runtime import backend
 from dl4cv.training.callbacks import EpochStats
 from dl4cv.training.checkpoints import (
     IMPROVEMENT_TEMPLATE,

@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 
 from dl4cv.evaluation import plot_curves
-from dl4cv.fileio import write_json
+from dl4cv.runtime.fileio import write_json
 
 History = dict[str, list[float]]
 

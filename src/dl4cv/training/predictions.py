@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dl4cv.fileio import atomic_path
+from dl4cv.runtime.fileio import atomic_path
 
 PREDICTIONS_FILE = "predictions.npz"  # in models/<exp>/model/
 PREDICT_BATCH = 1024  # images per model.predict batch: a test set is scored in few steps

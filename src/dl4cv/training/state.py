@@ -12,7 +12,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from dl4cv.fileio import write_json
+from dl4cv.runtime.fileio import write_json
 
 log = logging.getLogger(__name__)
 

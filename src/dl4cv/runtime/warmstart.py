@@ -11,7 +11,7 @@ exit status; signals (Ctrl-C) are forwarded, and a killed stage process takes it
 The server is keyed by the interpreter, its installed packages, this file and the environment
 variables read at import time (KERAS_*, TF_*, ...): change any of them and a new server starts.
 It exits after `DL4CV_WARM_IDLE` seconds without work (default 900). `DL4CV_WARM=0` turns it
-all off; `python -m dl4cv.warmstart status|stop` inspects or stops it.
+all off; `python -m dl4cv.runtime.warmstart status|stop` inspects or stops it.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def _start_server(path: Path) -> None:
 
     log = open(path.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child
     subprocess.Popen(
-        [sys.executable, "-c", "from dl4cv.warmstart import serve; serve()", str(path)],
+        [sys.executable, "-c", "from dl4cv.runtime.warmstart import serve; serve()", str(path)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -232,7 +232,7 @@ def serve() -> None:
                 _log(f"bad request: {exc!r}")
                 conn.close()
                 continue
-            if "command" in request:  # status or stop, from `python -m dl4cv.warmstart`
+            if "command" in request:  # status or stop, from `python -m dl4cv.runtime.warmstart`
                 conn.sendall(f"{request['command']} {os.getpid()} {','.join(preload)}\n".encode())
                 conn.close()
                 if request["command"] == "stop":
@@ -383,7 +383,7 @@ def _log(message: str) -> None:
 
 
 def _command(argv: list[str]) -> int:
-    """`python -m dl4cv.warmstart status|stop`: the server of this environment."""
+    """`python -m dl4cv.runtime.warmstart status|stop`: the server of this environment."""
     path = socket_path()
     action = argv[0] if argv else "status"
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
