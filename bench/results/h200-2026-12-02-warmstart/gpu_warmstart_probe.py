@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 
-from dl4cv import warmstart
+from dl4cv.runtime import warmstart
 
 started = time.perf_counter()
 warmstart.hand_over()

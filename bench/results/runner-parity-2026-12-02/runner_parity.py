@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dl4cv import backend
 from dl4cv.config import load_params
 from dl4cv.data.formats import ProcessedDataset
 from dl4cv.data.splits import make_split
-from dl4cv.paths import processed_file
+from dl4cv.runtime import backend
+from dl4cv.runtime.paths import processed_file
 from dl4cv.training.fit import fit_keras
 from dl4cv.training.inputs import arrays_for
 from dl4cv.training.state import resumable_state

@@ -22,12 +22,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "src"))
 
-from dl4cv import backend, evaluation  # noqa: E402
+from dl4cv import evaluation  # noqa: E402
 from dl4cv.config import load_params  # noqa: E402
 from dl4cv.data.formats import ProcessedDataset  # noqa: E402
 from dl4cv.data.splits import Split  # noqa: E402
-from dl4cv.fileio import read_json  # noqa: E402
-from dl4cv.paths import processed_file, split_file  # noqa: E402
+from dl4cv.runtime import backend  # noqa: E402
+from dl4cv.runtime.fileio import read_json  # noqa: E402
+from dl4cv.runtime.paths import processed_file, split_file  # noqa: E402
 from dl4cv.training.fit import fit_keras  # noqa: E402
 from dl4cv.training.inputs import arrays_for, scale_pixels  # noqa: E402
 from dl4cv.training.state import TrainingState  # noqa: E402
