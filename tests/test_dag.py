@@ -90,3 +90,24 @@ def test_no_stage_depends_on_a_whole_data_folder() -> None:
         body = stage.get("do", stage)
         for dep in body.get("deps", []):
             assert dep not in ("data", "data/raw", "data/processed", "data/splits"), (name, dep)
+
+
+def test_bytecode_beside_the_code_is_no_dependency(tmp_path: Path) -> None:
+    """Python writes __pycache__/*.pyc beside a module on import (unless told not to); a stage
+    that depends on a folder of modules (src/dl4cv/preprocessing) would otherwise rerun, and
+    everything after it, whenever they appear or change."""
+    shutil.copy(REPO / ".dvcignore", tmp_path / ".dvcignore")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "m.py").write_text("X = 1\n")
+    stage = {"cmd": "python -c \"open('out.txt', 'w').write('1')\"", "deps": ["code"]}
+    (tmp_path / "dvc.yaml").write_text(
+        yaml.safe_dump({"stages": {"s": {**stage, "outs": ["out.txt"]}}})
+    )
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc(tmp_path, "init", "-q")
+    dvc(tmp_path, "repro", "-q")
+    (tmp_path / "code" / "__pycache__").mkdir()
+    (tmp_path / "code" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\x00" * 16)
+    assert "up to date" in dvc(tmp_path, "status")
+    (tmp_path / "code" / "m.py").write_text("X = 2\n")  # the code itself still counts
+    assert "modified:" in dvc(tmp_path, "status")
