@@ -31,7 +31,7 @@ repro: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(if $(or $(SCHEDULER),$(filter-out 1,$(JOBS))),\
 		$(BIN)/python -m dl4cv.parallel $(PARALLEL),dvc repro)
 
-# dvc exp run -S profile=quick, then params.yaml put back as it was (src/dl4cv/quick.py)
+# profile: quick, dvc repro, dvc exp save, then params.yaml put back as it was (src/dl4cv/quick.py)
 quick: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m dl4cv.quick $(PARALLEL)
 
