@@ -352,7 +352,7 @@ def test_equal_tolerance_edges(figures_file):
 
 
 def test_markdown_table(rows):
-    text = render.render_markdown(list(rows.values()), "book", "book/figures.yaml")
+    text = render.markdown_page(render.BookReport(list(rows.values()), "book", "book/figures.yaml"))
     lines = text.splitlines()
     assert (
         "| 12 | within | precision_weighted | 0.71 | 0.697 | -0.0130 | ≥ book - 0.02 | "
@@ -403,7 +403,7 @@ def test_markdown_table(rows):
 
 def test_html_embeds_the_curves_and_escapes_text(rows, tmp_path):
     png = (tmp_path / "experiments" / "within" / "curves.png").read_bytes()
-    page = render.render_html(list(rows.values()), "book", "book/figures.yaml")
+    page = render.html_page(render.BookReport(list(rows.values()), "book", "book/figures.yaml"))
     assert f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}" in page
     assert page.count("data:image/png;base64,") == 1  # the GIF posing as curves.png is left out
     assert SCRIPT not in page and "<script" not in page

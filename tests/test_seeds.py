@@ -223,7 +223,7 @@ def test_report_only_judges_pipeline_book_runs_of_the_newest_commit(
     from dl4cv.report import render
 
     section = seed_report.build(report_stage.load_figures("book/figures.yaml"), seed_runs.collect())
-    render.write_report([], in_tmp / "book-out", "book", "book/figures.yaml", section)
+    render.BookReport([], "book", "book/figures.yaml", section).write(in_tmp / "book-out")
     book_md = (in_tmp / "book-out" / "book.md").read_text()
     assert "| 12 | net | accuracy | 0.93 | 3 | 1, 2, 3 | 0.92 ± 0.02 | 0.9–0.94 |" in book_md
     assert spread.RULE in book_md

@@ -219,17 +219,19 @@ def test_the_book_report_lists_what_waits_with_its_fix(tmp_path: Path):
     assert by_id["shallownet_animals"].verdict == verdicts.MISSING  # no record at all: missing
     assert verdicts.summarize(rows)[verdicts.WAITING] == ["knn_animals", "linear_scoring"]
 
-    markdown = render.render_markdown(rows, "book", "figures.yaml")
+    markdown = render.markdown_page(render.BookReport(rows, "book", "figures.yaml"))
     section = markdown.split("## Not run: data missing\n", 1)[1].split("## Results")[0]
     assert f"| knn_animals | animals | `{FIX}` |" in section
     assert f"| linear_scoring | animals | `{FIX}` |" in section
-    page = render.render_html(rows, "book", "figures.yaml")
+    page = render.html_page(render.BookReport(rows, "book", "figures.yaml"))
     assert "<h2>Not run: data missing</h2>" in page and 'class="v-waiting-for-data"' in page
-    book = render.to_json(rows, "book", "figures.yaml")
+    book = render.json_data(render.BookReport(rows, "book", "figures.yaml"))
     assert book["not_run"] == [
         {"id": "knn_animals", "dataset": "animals", "waiting": FIX},
         {"id": "linear_scoring", "dataset": "animals", "waiting": FIX},
     ]
     assert book["summary"][STATUS] == 2
     nothing_waits = [row for row in rows if row.verdict != STATUS]
-    assert "Not run" not in render.render_markdown(nothing_waits, "book", "figures.yaml")
+    assert "Not run" not in render.markdown_page(
+        render.BookReport(nothing_waits, "book", "figures.yaml")
+    )

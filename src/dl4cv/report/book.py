@@ -17,7 +17,7 @@ from pathlib import Path
 from dl4cv import tracking
 from dl4cv.config import Params
 from dl4cv.figures import FIGURES_FILE, BookEntry, load_figures
-from dl4cv.report.render import UNSENT, write_report
+from dl4cv.report.render import UNSENT, BookReport
 from dl4cv.report.seeds import Section
 from dl4cv.report.seeds import build as build_seeds
 from dl4cv.report.verdicts import build_rows, read_record, slug, summarize
@@ -77,7 +77,7 @@ def run(params: Params) -> dict[str, list[str]]:
     unsent = [entry.describe() for entry in tracking.pending()]
     if unsent:
         log.warning("%d %s; send them with: %s", len(unsent), UNSENT, tracking.SYNC_COMMAND)
-    paths = write_report(rows, REPORTS, params.profile, str(FIGURES_FILE), seeds, unsent)
+    paths = BookReport(rows, params.profile, str(FIGURES_FILE), seeds, unsent).write(REPORTS)
     write_headlines(EXPERIMENTS_DIR, HEADLINES_DIR)
     groups = summarize(rows)
     with run_record.record("report", RUN_NAME, params):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +33,35 @@ NOT_RUN_INTRO = (
 )
 
 
-def render_markdown(
-    rows: list[Row],
-    profile: str,
-    source: str,
-    seeds: Section | None = None,
-    unsent: Sequence[str] = (),
-) -> str:
+@dataclass(frozen=True)
+class BookReport:
+    """What reports/book.md, book.html and book.json show: the rows (one per experiment), the
+    profile and figures file they were judged under, the spread over seeds when the store could
+    be read, and the MLflow records still waiting to be sent."""
+
+    rows: list[Row]
+    profile: str
+    source: str  # the figures file
+    seeds: Section | None = None
+    unsent: Sequence[str] = ()
+
+    def write(self, out_dir: Path) -> list[Path]:
+        """book.md, book.html and book.json in out_dir, each written atomically."""
+        paths = [out_dir / BOOK_MD, out_dir / BOOK_HTML, out_dir / BOOK_JSON]
+        write_text(paths[0], markdown_page(self) + "\n")
+        write_text(paths[1], html_page(self))
+        write_json(paths[2], json_data(self))
+        return paths
+
+
+def markdown_page(report: BookReport) -> str:
+    rows, seeds = report.rows, report.seeds
     groups = summarize(rows)
     out = [
         f"# {TITLE}",
         "",
-        f"Written by the `report` stage (pipeline profile: {profile}) from `{source}` and "
+        f"Written by the `report` stage (pipeline profile: {report.profile}) from "
+        f"`{report.source}` and "
         "every `reports/experiments/<id>/metrics.json`. One line per figure the book gives; "
         "`diff` is ours − book. An experiment is *reproduced* when every judged figure "
         "passes its rule on a book-profile run; `info` lines are shown, never judged.",
@@ -62,8 +79,8 @@ def render_markdown(
         out.append("|---|---|---|")
         for row in not_run:
             out.append(f"| {row.id} | {md(row.dataset or '?')} | `{md(row.waiting or '?')}` |")
-    if unsent:
-        out += ["", f"## {UNSENT}", "", UNSENT_INTRO, ""] + [f"- {md(u)}" for u in unsent]
+    if report.unsent:
+        out += ["", f"## {UNSENT}", "", UNSENT_INTRO, ""] + [f"- {md(u)}" for u in report.unsent]
     out += ["", "## Results", ""]
     out.append("| " + " | ".join(COLUMNS) + " |")
     out.append("|" + "---|" * len(COLUMNS))
@@ -81,24 +98,19 @@ def render_markdown(
     return "\n".join(out)
 
 
-def render_html(
-    rows: list[Row],
-    profile: str,
-    source: str,
-    seeds: Section | None = None,
-    unsent: Sequence[str] = (),
-) -> str:
+def html_page(report: BookReport) -> str:
     """The same report as one self-contained page: curves inlined as base64 PNGs."""
+    rows, seeds = report.rows, report.seeds
     return html.render(
         "book.html.j2",
         title=TITLE,
-        profile=profile,
-        source=source,
+        profile=report.profile,
+        source=report.source,
         groups=summarize(rows),
         not_run=waiting_rows(rows),
         not_run_title=NOT_RUN,
         not_run_intro=NOT_RUN_INTRO,
-        unsent=unsent,
+        unsent=report.unsent,
         unsent_title=UNSENT,
         unsent_intro=UNSENT_INTRO,
         columns=COLUMNS,
@@ -111,13 +123,7 @@ def render_html(
     )
 
 
-def to_json(
-    rows: list[Row],
-    profile: str,
-    source: str,
-    seeds: Section | None = None,
-    unsent: Sequence[str] = (),
-) -> dict:
+def json_data(report: BookReport) -> dict:
     def clean(value: Any) -> Any:  # strict JSON: no NaN/Infinity
         if isinstance(value, float) and not math.isfinite(value):
             return str(value)
@@ -127,32 +133,17 @@ def to_json(
             return [clean(v) for v in value]
         return value
 
+    rows, seeds = report.rows, report.seeds
     groups = summarize(rows)
     return {
-        "profile": profile,
-        "figures": source,
+        "profile": report.profile,
+        "figures": report.source,
         "summary": {verdict: len(ids) for verdict, ids in groups.items()},
         "not_run": [
             {"id": row.id, "dataset": row.dataset, "waiting": row.waiting}
             for row in waiting_rows(rows)
         ],
-        "mlflow_unsent": list(unsent),
+        "mlflow_unsent": list(report.unsent),
         "experiments": [clean(asdict(row)) for row in rows],
         **({"seeds": clean(seeds_json(seeds))} if seeds is not None else {}),
     }
-
-
-def write_report(
-    rows: list[Row],
-    out_dir: Path,
-    profile: str,
-    source: str,
-    seeds: Section | None = None,
-    unsent: Sequence[str] = (),
-) -> list[Path]:
-    """Write book.md, book.html and book.json into out_dir, each atomically."""
-    paths = [out_dir / BOOK_MD, out_dir / BOOK_HTML, out_dir / BOOK_JSON]
-    write_text(paths[0], render_markdown(rows, profile, source, seeds, unsent) + "\n")
-    write_text(paths[1], render_html(rows, profile, source, seeds, unsent))
-    write_json(paths[2], to_json(rows, profile, source, seeds, unsent))
-    return paths
