@@ -12,7 +12,7 @@ n gets GPU n mod count; by default as many as fit, `per_gpu_auto`, each then hel
 of the GPU's memory); without, `--jobs` workers. Each experiment runs in its own copy under
 .dvc/tmp/exps; all log into the repository's MLflow store. It waits,
 printing each change of the queue, and exits 1 if a seed failed. Then it writes the spread of
-every book figure over every seed the store holds (seeds.report) to reports/seeds.md,
+every book figure over every seed the store holds (dl4cv.report.seeds) to reports/seeds.md,
 seeds.html, seeds.json and seeds/<id>.png; `--report-only` writes just that.
 
 With `--scheduler`, the seeds run on the workers of that Dask scheduler instead, each in a

@@ -11,7 +11,7 @@ report also asks: is the book's number one our seeds could have produced? The ru
 - an `at_least` figure the whole spread beats, or an `at_most` one it stays under, is
   reproduced: the book's figure is a bar to clear, not a value to hit.
 
-Pure arithmetic on numbers: which runs count is seeds.runs's job, the tables seeds.report's.
+Pure arithmetic on numbers: which runs count is seeds.runs's job, the tables dl4cv.report.seeds's.
 """
 
 from __future__ import annotations
