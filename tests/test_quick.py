@@ -162,3 +162,19 @@ def test_ctrl_c_waits_for_the_command_then_restores(tmp_path: Path):
 
     assert run.wait(timeout=30) == 7
     assert (tmp_path / "params.yaml").read_bytes() == b"profile: book\n"
+
+
+def test_quick_in_a_fresh_project_prints_no_dvc_warning(project: Path):
+    """`dvc exp run`'s checkout warned once per output not built yet ("No file hash info found
+    ... It won't be created", 161 lines in a fresh clone of the project); make quick must not."""
+    done = subprocess.run(
+        [sys.executable, "-m", "dl4cv.quick"],
+        cwd=project,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (project / "out.txt").read_text() == "quick"
+    assert "WARNING" not in done.stdout + done.stderr

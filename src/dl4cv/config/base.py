@@ -6,10 +6,10 @@ or `12.0` is not silently taken for true or an integer, and an int is accepted f
 
 from __future__ import annotations
 
-import functools
+from functools import cache, partial
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ConfigDict, Field, Strict
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticKnownError
 
@@ -27,7 +27,7 @@ class ConfigError(InputError, ValueError):
 
 
 # Frozen (hashable, safe to share between stages) and closed: an unknown key is an error.
-spec = functools.partial(dataclass, frozen=True, config=ConfigDict(extra="forbid"))
+spec = partial(dataclass, frozen=True, config=ConfigDict(extra="forbid"))
 
 Int = Annotated[int, Strict()]
 Number = Annotated[float, Strict()]  # strict still takes an int, stored as a float
@@ -63,6 +63,19 @@ class FromKey:
 
 
 KEY = FromKey()
+
+
+class SchemaBy:
+    """Marks a field whose settings class is chosen by a sibling key (an exercise's `kind`)."""
+
+    def __init__(self, key: str, schemas: dict[str, type]) -> None:
+        self.key, self.schemas = key, schemas
+
+
+@cache
+def adapter(cls: type) -> TypeAdapter:
+    """pydantic's validator of `cls`, built once per process."""
+    return TypeAdapter(cls)
 
 
 def key_field(cls: type) -> str | None:

@@ -6,14 +6,24 @@ error inside `settings` names the keys of that kind.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from dl4cv.config.base import KEY, Bool, Chapter, ConfigError, Int, Number, Seed, Side, spec
+from dl4cv.config.base import (
+    KEY,
+    Bool,
+    Chapter,
+    ConfigError,
+    Int,
+    Number,
+    SchemaBy,
+    Seed,
+    Side,
+    adapter,
+    spec,
+)
 from dl4cv.config.datasets import SplitSpec
-from dl4cv.config.messages import SchemaBy
 
 TruthTable = Literal["or", "and", "xor"]
 BookKernel = Literal[
@@ -183,11 +193,6 @@ EXERCISE_DATASET: dict[str, bool | None] = {  # reads a dataset: always, never, 
 }
 
 
-@cache
-def _settings_adapter(kind: str) -> TypeAdapter:
-    return TypeAdapter(EXERCISE_SETTINGS[kind])
-
-
 @spec
 class Exercise:
     id: Annotated[str, KEY]
@@ -204,7 +209,7 @@ class Exercise:
             return value
         if isinstance(value, EXERCISE_SETTINGS[kind]):
             return value
-        return _settings_adapter(kind).validate_python(value)
+        return adapter(EXERCISE_SETTINGS[kind]).validate_python(value)
 
     def __post_init__(self) -> None:
         needs = EXERCISE_DATASET.get(self.kind, False)

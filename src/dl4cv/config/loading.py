@@ -7,14 +7,13 @@ are validated, so a typo in a `quick:` block fails under `profile: book` too.
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from dl4cv.config.base import PARAMS_FILE, ConfigError
+from dl4cv.config.base import PARAMS_FILE, ConfigError, adapter
 from dl4cv.config.messages import one_line
 from dl4cv.config.params import Params, check_references
 
@@ -102,14 +101,9 @@ def build(cls: type, data: Any, where: str) -> Any:
 def validate(cls: type, data: Any) -> Any:
     """`data` as a `cls`, or a ConfigError of one line naming the first wrong key."""
     try:
-        return _adapter(cls).validate_python(data)
+        return adapter(cls).validate_python(data)
     except ValidationError as exc:
         raise ConfigError(one_line(exc, cls, data)) from None
-
-
-@cache
-def _adapter(cls: type) -> TypeAdapter:
-    return TypeAdapter(cls)
 
 
 def _apply_profile(section: Any, profile: Any, name: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
 
-from dl4cv.config.base import settable
+from dl4cv.config.base import SchemaBy, settable
 
 UNKNOWN = ("unexpected_keyword_argument", "extra_forbidden")
 EXPECTED = {
@@ -133,13 +133,6 @@ def locate(root: type, loc: tuple, raw: Any) -> Slot:
             slot.tp = UNION_MEMBER
             return slot
     return slot
-
-
-class SchemaBy:
-    """Marks a field whose settings class is chosen by a sibling key (an exercise's `kind`)."""
-
-    def __init__(self, key: str, schemas: dict[str, type]) -> None:
-        self.key, self.schemas = key, schemas
 
 
 UNION_MEMBER = object()
